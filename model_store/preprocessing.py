@@ -1,0 +1,86 @@
+"""The one image preprocessing function shared by training and serving."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SIZE = (227, 227)
+# Pillow refuses images above this many pixels (decompression bombs); serving maps it to a 400.
+MAX_IMAGE_PIXELS = 40_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+PREPROCESSING_SPEC = {
+    "function": "model_store.preprocessing.preprocess_image",
+    "size": list(IMAGE_SIZE),
+    "color": "RGB",
+    "exif_orientation": True,
+    "resize": "bilinear, whole image (aspect ratio not kept)",
+    "dtype": "float32",
+    "range": "0-255 (the model rescales internally)",
+}
+
+
+class InvalidImageError(ValueError):
+    """Raised when bytes cannot be decoded into an image."""
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    # Transparent pixels become white rather than whatever colour sits under the alpha.
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return _flatten_alpha(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits instead of clipping everything to white.
+        arr = np.asarray(img, dtype=np.float64)
+        top = max(float(arr.max()), 1.0)
+        scale = 255.0 / (65535.0 if top > 255 else 255.0)
+        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Decode image bytes with Pillow, raising InvalidImageError for anything unreadable."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        # draft() lets libjpeg decode big JPEGs at 1/2, 1/4 or 1/8 scale: much faster, same result size.
+        img.draft("RGB", (IMAGE_SIZE[0] * 2, IMAGE_SIZE[1] * 2))
+        img.load()
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"image too large: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
+        raise InvalidImageError(f"cannot decode image: {exc}") from exc
+    return img
+
+
+def preprocess_image(image: bytes | Image.Image) -> np.ndarray:
+    """Turn image bytes or a PIL image into a 227x227x3 float32 RGB array (0-255)."""
+    img = open_image(image) if isinstance(image, (bytes, bytearray, memoryview)) else image
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # animated GIF/WebP: first frame
+        img = ImageOps.exif_transpose(img)
+        img = _to_rgb(img)
+        if img.size != IMAGE_SIZE:
+            img = img.resize(IMAGE_SIZE, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        arr = np.asarray(img, dtype=np.float32)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImageError(f"cannot decode image: {exc}") from exc
+    if arr.shape != (*IMAGE_SIZE[::-1], 3):
+        raise InvalidImageError(f"unexpected decoded shape {arr.shape}")
+    return arr
+
+
+def load_image_file(path: str) -> np.ndarray:
+    """Read a file from disk and preprocess it exactly as serving does."""
+    with open(path, "rb") as fh:
+        return preprocess_image(fh.read())

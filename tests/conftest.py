@@ -1,0 +1,80 @@
+"""Shared fixtures: small image folders (shared photos when present) and a trained model store."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data" / "cats_dogs"
+
+
+def shared_photos(split: str, cls: str, n: int) -> list[Path]:
+    """First n shared photos of a class, or [] when ../shared is absent."""
+    folder = SHARED / split / cls
+    return sorted(folder.glob("*.jpg"))[:n] if folder.is_dir() else []
+
+
+def synthetic_jpeg(seed: int, cls: int, size=(320, 240)) -> bytes:
+    """A noisy JPEG whose colour depends on the class, for machines without ../shared."""
+    rng = np.random.default_rng(seed)
+    base = np.array([200, 60, 60] if cls == 0 else [60, 60, 200], dtype=np.float32)
+    arr = np.clip(base + rng.normal(0, 40, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def make_dataset(root: Path, split: str, per_class: int, offset: int = 0) -> Path:
+    """Folder-per-class dataset of per_class images per class (symlinked shared photos or synthetic)."""
+    for label, cls in enumerate(("cats", "dogs")):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        photos = shared_photos(split, cls, offset + per_class)[offset:]
+        for i in range(per_class):
+            if i < len(photos):
+                os.symlink(photos[i], root / cls / photos[i].name)
+            else:
+                (root / cls / f"synthetic.{i}.jpg").write_bytes(synthetic_jpeg(1000 * label + i + offset, label))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    """20+20 training and 10+10 validation photos."""
+    base = tmp_path_factory.mktemp("tiny")
+    return {"train": make_dataset(base / "train", "train", 20), "val": make_dataset(base / "val", "validation", 10)}
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory, tiny_data) -> Path:
+    """A model store holding version 1, trained for one epoch by the real CLI."""
+    from training.__main__ import main
+
+    store = tmp_path_factory.mktemp("store")
+    rc = main(["train", "--data-dir", str(tiny_data["train"]), "--val-dir", str(tiny_data["val"]),
+               "--model-store", str(store), "--epochs", "1", "--batch-size", "8", "--verbose", "0"])
+    assert rc == 0
+    return store
+
+
+@pytest.fixture
+def sample_jpeg() -> bytes:
+    """One real photo's bytes (a synthetic JPEG without ../shared)."""
+    photos = shared_photos("validation", "dogs", 1)
+    return photos[0].read_bytes() if photos else synthetic_jpeg(7, 1)
+
+
+@pytest.fixture
+def copy_store(tmp_path, trained_store) -> Path:
+    """A private copy of the trained store that a test may modify."""
+    dest = tmp_path / "store"
+    shutil.copytree(trained_store, dest)
+    return dest

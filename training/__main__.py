@@ -1,0 +1,30 @@
+"""Command line: python -m training {train,evaluate,predict,download}."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up chatter; keep warnings and errors.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run one command."""
+    from training import download, evaluate, train
+
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train.add_arguments(sub.add_parser("train", help="train AlexNet and publish a new model version"))
+    evaluate.add_evaluate_arguments(sub.add_parser("evaluate", help="accuracy report on a labelled folder"))
+    evaluate.add_predict_arguments(sub.add_parser("predict", help="label one or more images"))
+    download.add_arguments(sub.add_parser("download", help="fetch the Kaggle Cats and Dogs archive"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

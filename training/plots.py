@@ -1,0 +1,46 @@
+"""Matplotlib figures: training curves and confusion matrix (headless Agg backend)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+
+
+def training_curves(history_csv: str | Path, out_png: str | Path) -> None:
+    """Plot loss and accuracy per epoch for train and validation."""
+    with open(history_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=False):
+        ax.plot(epochs, [float(r[key]) for r in rows], marker="o", label=f"train {key}")
+        ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], marker="o", label=f"validation {key}")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix: list[list[int]], class_names: list[str], out_png: str | Path) -> None:
+    """Draw a confusion matrix with counts in each cell (rows = true class)."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(class_names) + 2, 1.6 * len(class_names) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)

@@ -19,6 +19,7 @@ from model_store.preprocessing import (
     load_image_file,
     preprocess_image,
 )
+from model_store.remote import is_remote, local_copy, remote_versions, upload_version
 
 __all__ = [
     "IMAGE_SIZE",
@@ -28,7 +29,11 @@ __all__ = [
     "PREPROCESSING_SPEC",
     "InvalidImageError",
     "ModelNotFoundError",
+    "is_remote",
     "latest_version",
+    "local_copy",
+    "remote_versions",
+    "upload_version",
     "list_versions",
     "load_image_file",
     "preprocess_image",

@@ -57,7 +57,9 @@ def open_image(data: bytes) -> Image.Image:
         img.load()
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"image too large: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
+    except Image.UnidentifiedImageError:
+        raise InvalidImageError("not a recognised image file (JPEG, PNG, GIF, WebP, BMP, ...)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"cannot decode image: {exc}") from exc
     return img
 

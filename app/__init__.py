@@ -1,0 +1,34 @@
+"""Flask application factory for the AlexNet prediction service."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app import config, errors, metrics, model_service, security
+from app.predictor import ModelLoadError
+
+__all__ = ["ModelLoadError", "create_app"]
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: config defaults, then environment, then test_config; load and warm the model."""
+    app = Flask(__name__)
+    app.config.from_mapping(config.from_env())
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.json.sort_keys = False
+    if not app.debug:
+        app.logger.setLevel(logging.INFO)
+
+    security.init_app(app)
+    errors.init_app(app)
+    metrics.init_app(app)
+    model_service.init_app(app)
+
+    from app.routes import docs, predict, tfserving, ui, v2
+
+    for module in (predict, tfserving, v2, ui, docs):
+        app.register_blueprint(module.bp)
+    return app

@@ -1,0 +1,34 @@
+"""What every prediction route shares: readiness check, overload mapping, result formatting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app import metrics
+from app.batching import OverloadedError
+from app.errors import ApiError
+from app.model_service import Classified, get_service
+
+
+def classify(arrays: list[np.ndarray]) -> Classified:
+    """Classify preprocessed images, turning 'not ready' and overload into 503 JSON errors."""
+    service = get_service()
+    if not service.ready:
+        raise ApiError("model not ready", 503, {"Retry-After": "5"})
+    try:
+        return service.classify(arrays)
+    except OverloadedError as exc:
+        metrics.QUEUE_REJECTED.inc()
+        raise ApiError(str(exc), 503, {"Retry-After": "1"}) from exc
+
+
+def prediction(result: Classified, index: int) -> dict:
+    """{"label", "confidence", "probabilities", "model_version"} for one image of a result."""
+    probs = result.probabilities[index]
+    top = int(np.argmax(probs))
+    return {
+        "label": result.class_names[top],
+        "confidence": float(probs[top]),
+        "probabilities": {name: float(p) for name, p in zip(result.class_names, probs, strict=False)},
+        "model_version": str(result.version),
+    }

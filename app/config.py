@@ -1,0 +1,37 @@
+"""Configuration defaults, overridable from the environment (Cloud Run style)."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULTS: dict[str, object] = {
+    "MODEL_STORE": "model_store",        # local folder or gs://bucket/prefix
+    "MODEL_CACHE_DIR": None,             # where gs:// versions are downloaded (default: a temp folder)
+    "MODEL_VERSION": None,               # pin a version; default: newest
+    "MODEL_POLL_SECONDS": 30.0,          # look for a newer version this often (0 = never)
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # bytes per request -> 413 beyond
+    "MAX_IMAGES_PER_REQUEST": 32,
+    "BATCH_MAX_SIZE": 32,                # images per model call
+    "BATCH_MAX_WAIT_MS": 2.0,            # how long the batcher waits for more images
+    "MAX_QUEUE": 256,                    # images waiting for the model -> 503 beyond
+    "MAX_QUEUE_SECONDS": 10.0,           # an image waiting longer than this gets a 503
+    "REQUEST_TIMEOUT_SECONDS": 30.0,
+}
+
+_INT = {"MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
+_FLOAT = {"MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
+
+
+def from_env(environ: dict | None = None) -> dict:
+    """DEFAULTS with every key that is set in the environment replaced (typed)."""
+    env = os.environ if environ is None else environ
+    out = dict(DEFAULTS)
+    for key in DEFAULTS:
+        raw = env.get(key)
+        if raw is None or raw == "":
+            continue
+        try:
+            out[key] = int(raw) if key in _INT else float(raw) if key in _FLOAT else raw
+        except ValueError as exc:
+            raise ValueError(f"environment variable {key}={raw!r} is not a number") from exc
+    return out

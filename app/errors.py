@@ -1,0 +1,62 @@
+"""JSON errors for every failure a client can cause (never an HTML error page)."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error answered to the client as {"error": message} with an HTTP status."""
+
+    def __init__(self, message: str, status: int = 400, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.headers = headers or {}
+
+
+def _wants_html() -> bool:
+    # Only the browser form (no JavaScript) gets an HTML error page; every API gets JSON.
+    return request.path == "/" and request.method == "POST" and request.form.get("html") == "1"
+
+
+def _response(message: str, status: int, headers: dict | None = None):
+    if _wants_html():
+        from flask import render_template
+
+        body = render_template("result.html", results=[], error=message)
+        return body, status, headers or {}
+    resp = jsonify(error=message)
+    resp.status_code = status
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def handle_api_error(exc: ApiError):
+    """Render an ApiError."""
+    return _response(exc.message, exc.status, exc.headers)
+
+
+def handle_http_exception(exc: HTTPException):
+    """Render werkzeug's 404/405/413/... as JSON."""
+    headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+    message = exc.description or exc.name
+    if exc.code == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"request body too large (limit {limit // (1024 * 1024)} MB)"
+    return _response(message, exc.code or 500, headers)
+
+
+def handle_unexpected(exc: Exception):
+    """Log a server bug and answer a generic JSON 500 (no traceback to the client)."""
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    return _response("internal server error", 500)
+
+
+def init_app(app: Flask) -> None:
+    """Register the JSON error handlers."""
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

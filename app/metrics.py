@@ -1,0 +1,81 @@
+"""Prometheus metrics (prometheus-client); multi-process aware under several gunicorn workers."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter("http_requests_total", "HTTP requests by route and status", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds", "Request latency by route", ["route"],
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_SIZE = Histogram("inference_batch_size", "Images per model call", buckets=(1, 2, 4, 8, 16, 24, 32, 64))
+INFERENCE = Histogram(
+    "inference_duration_seconds", "Seconds per model call",
+    buckets=(0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 1, 2),
+)
+IMAGES = Counter("images_classified_total", "Images classified")
+QUEUE_REJECTED = Counter("inference_rejected_total", "Requests answered 503 because of overload")
+MODEL_VERSION = Gauge("model_version_info", "Loaded model version (value 1 for the serving one)",
+                      ["version"], multiprocess_mode="liveall")
+MODEL_LOADS = Counter("model_loads_total", "Model version loads by outcome", ["outcome"])
+
+
+def observe_batch(size: int, seconds: float) -> None:
+    """Record one model call."""
+    BATCH_SIZE.observe(size)
+    INFERENCE.observe(seconds)
+    IMAGES.inc(size)
+
+
+def set_model_version(version: int, previous: int | None = None) -> None:
+    """Mark the serving version."""
+    if previous is not None:
+        MODEL_VERSION.labels(version=str(previous)).set(0)
+    MODEL_VERSION.labels(version=str(version)).set(1)
+
+
+def _route() -> str:
+    # The URL rule, not the raw path, so label cardinality stays bounded.
+    return request.url_rule.rule if request.url_rule else "<unmatched>"
+
+
+def _before() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _after(response):
+    started = g.pop("metrics_started", None)
+    if started is not None:
+        route = _route()
+        LATENCY.labels(route=route).observe(time.perf_counter() - started)
+        REQUESTS.labels(method=request.method, route=route, status=str(response.status_code)).inc()
+    return response
+
+
+def metrics_view() -> Response:
+    """GET /metrics in the Prometheus text format."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def init_app(app: Flask) -> None:
+    """Time every request and expose /metrics."""
+    app.before_request(_before)
+    app.after_request(_after)
+    app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

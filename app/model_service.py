@@ -1,0 +1,170 @@
+"""The model resource: loads the newest version, batches requests, hot-reloads new versions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+import numpy as np
+from flask import Flask, current_app
+
+import model_store
+from app import metrics
+from app.batching import Batcher, OverloadedError
+from app.predictor import ModelLoadError, Predictor, load_predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Classified:
+    """Probabilities for a list of images and the version that produced them."""
+
+    version: int
+    class_names: list[str]
+    probabilities: np.ndarray
+
+
+class ModelService:
+    """Owns the serving Predictor, the Batcher and the version states reported by the APIs."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.store_uri = str(config["MODEL_STORE"])
+        self.local_store = None
+        self.predictor: Predictor | None = None
+        self.batcher: Batcher | None = None
+        self.states: dict[int, dict] = {}  # version -> {"state": ..., "error_message": ...}
+        self.draining = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- loading --------------------------------------------------------------------------------
+    def _sync(self) -> str:
+        self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"))
+        return self.local_store
+
+    def _wanted_version(self) -> int | None:
+        store = self._sync()
+        pinned = self.config.get("MODEL_VERSION")
+        if pinned:
+            return int(pinned)
+        candidates = [v for v in model_store.list_versions(store) if self.states.get(v, {}).get("state") != "END"]
+        return candidates[-1] if candidates else None
+
+    def _load(self, version: int) -> Predictor:
+        self.states[version] = {"state": "LOADING", "error_message": ""}
+        try:
+            predictor = load_predictor(self.local_store, version, int(self.config["BATCH_MAX_SIZE"]))
+        except (ModelLoadError, FileNotFoundError) as exc:
+            self.states[version] = {"state": "END", "error_message": str(exc), "failed": True}
+            metrics.MODEL_LOADS.labels(outcome="failed").inc()
+            raise ModelLoadError(str(exc)) from exc
+        metrics.MODEL_LOADS.labels(outcome="ok").inc()
+        return predictor
+
+    def _swap(self, predictor: Predictor) -> None:
+        with self._lock:
+            previous = self.predictor
+            self.predictor = predictor
+            self.states[predictor.version] = {"state": "AVAILABLE", "error_message": ""}
+            if previous is not None and previous.version != predictor.version:
+                self.states[previous.version] = {"state": "END", "error_message": ""}
+        metrics.set_model_version(predictor.version, previous.version if previous else None)
+
+    def start(self) -> None:
+        """Load and warm the initial version, then start the inference thread and the poller."""
+        version = self._wanted_version()
+        if version is None:
+            raise ModelLoadError(
+                f"no model in {self.store_uri}: train one with `make demo` or "
+                f"`python -m training train --data-dir DIR --model-store {self.store_uri}`")
+        self._swap(self._load(version))
+        self.batcher = Batcher(
+            self._run_batch,
+            max_batch=int(self.config["BATCH_MAX_SIZE"]),
+            max_wait_s=float(self.config["BATCH_MAX_WAIT_MS"]) / 1000.0,
+            max_queue=int(self.config["MAX_QUEUE"]),
+            max_queue_time_s=float(self.config["MAX_QUEUE_SECONDS"]),
+            on_batch=metrics.observe_batch,
+        )
+        poll = float(self.config.get("MODEL_POLL_SECONDS") or 0)
+        if poll > 0 and not self.config.get("MODEL_VERSION"):
+            threading.Thread(target=self._poll_loop, args=(poll,), name="model-poller", daemon=True).start()
+
+    def check_for_new_version(self) -> bool:
+        """Load a newer version if the store has one; keep the current one if it fails. True if swapped."""
+        try:
+            version = self._wanted_version()
+        except OSError as exc:
+            log.warning("model store %s unreadable: %s", self.store_uri, exc)
+            return False
+        current = self.predictor.version if self.predictor else None
+        if version is None or version == current or (current is not None and version < current):
+            return False
+        log.info("new model version %s found (serving %s); loading", version, current)
+        try:
+            predictor = self._load(version)
+        except ModelLoadError as exc:
+            log.error("model version %s rejected, still serving %s: %s", version, current, exc)
+            return False
+        self._swap(predictor)
+        log.info("now serving model version %s", version)
+        return True
+
+    def _poll_loop(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            self.check_for_new_version()
+
+    def stop(self) -> None:
+        """Stop polling and the inference thread."""
+        self._stop.set()
+        if self.batcher:
+            self.batcher.close()
+
+    # -- inference ------------------------------------------------------------------------------
+    def _run_batch(self, images: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        predictor = self.predictor  # one reference per batch: a swap never splits a batch
+        probs = predictor.predict(images)
+        return [(predictor.version, row) for row in probs]
+
+    @property
+    def ready(self) -> bool:
+        """Model loaded and warmed, and not shutting down."""
+        return self.predictor is not None and self.batcher is not None and not self.draining
+
+    def classify(self, images: list[np.ndarray]) -> Classified:
+        """Run preprocessed images through the batcher; raises OverloadedError when the server is saturated."""
+        futures = self.batcher.submit(images)
+        timeout = float(self.config["REQUEST_TIMEOUT_SECONDS"])
+        try:
+            results = [f.result(timeout=timeout) for f in futures]
+        except FutureTimeout:
+            for f in futures:
+                f.cancel()  # nothing left behind for a request that gave up
+            raise OverloadedError("server busy: inference timed out") from None
+        versions = {v for v, _ in results}
+        if len(versions) > 1:
+            # A hot swap landed between two images of one request: redo it whole on one version.
+            return self.classify(images)
+        version = versions.pop()
+        names = self.predictor.class_names if self.predictor.version == version else self._names_of(version)
+        return Classified(version, names, np.stack([row for _, row in results]))
+
+    def _names_of(self, version: int) -> list[str]:
+        return list(model_store.read_metadata(self.local_store, version)["class_names"])
+
+
+def get_service() -> ModelService:
+    """The app's ModelService."""
+    return current_app.extensions["model_service"]
+
+
+def init_app(app: Flask) -> None:
+    """Create the service, load the model unless disabled (tests), and register it on the app."""
+    service = ModelService(app.config)
+    app.extensions["model_service"] = service
+    if app.config.get("LOAD_MODEL", True):
+        service.start()

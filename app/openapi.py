@@ -1,0 +1,108 @@
+"""The OpenAPI 3 description of every endpoint (served at /openapi.json)."""
+
+from __future__ import annotations
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+ERRORS = {str(code): _json(ERROR, text) for code, text in (
+    (400, "Bad input"), (404, "Unknown model or version"), (413, "Body too large"),
+    (415, "Unsupported Content-Type"), (503, "Model not ready or server overloaded"))}
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": ["alexnet"]}}
+VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+B64 = {"type": "string", "description": "base64-encoded image file", "minLength": 1}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "Prediction": {
+        "type": "object", "required": ["label", "confidence", "probabilities", "model_version"],
+        "properties": {
+            "label": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+            "model_version": {"type": "string"}, "filename": {"type": ["string", "null"]},
+        },
+    },
+    "Predictions": {"type": "object", "required": ["predictions"], "properties": {
+        "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}},
+    "TFPredictRequest": {"type": "object", "required": ["instances"], "properties": {
+        "instances": {"type": "array", "minItems": 1, "maxItems": 32, "items": {
+            "type": "object", "required": ["b64"], "properties": {"b64": B64}}}}},
+    "TFPredictResponse": {"type": "object", "required": ["predictions"], "properties": {
+        "predictions": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
+    "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+        "name": {"type": "string"}, "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"}}},
+    "V2InferRequest": {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+            "type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+                "name": {"type": "string", "enum": ["image"]}, "datatype": {"type": "string", "enum": ["BYTES"]},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "data": {"type": "array", "minItems": 1, "maxItems": 32, "items": B64}}}}}},
+    "V2InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
+}
+
+OBJ = {"type": "object"}
+
+
+def _get(summary: str, schema: dict = OBJ, params: list | None = None, extra: dict | None = None) -> dict:
+    op = {"summary": summary, "responses": {"200": _json(schema), **(extra or {})}}
+    if params:
+        op["parameters"] = params
+    return {"get": op}
+
+
+def _post(summary: str, body: dict, schema: dict, params: list | None = None) -> dict:
+    op = {"summary": summary, "requestBody": {"required": True, "content": body},
+          "responses": {"200": _json(schema), **ERRORS}}
+    if params:
+        op["parameters"] = params
+    return {"post": op}
+
+
+def spec() -> dict:
+    """The OpenAPI 3.1 document."""
+    multipart = {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": B64}}}}
+    tf_body = {"application/json": {"schema": {"$ref": "#/components/schemas/TFPredictRequest"}}}
+    v2_body = {"application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}}}
+    not_found = {"404": _json(ERROR, "Unknown model or version")}
+    unavailable = {"503": _json(OBJ, "Not ready")}
+    predict_out = {"oneOf": [{"$ref": "#/components/schemas/Prediction"},
+                             {"$ref": "#/components/schemas/Predictions"}]}
+    paths = {
+        "/predict": _post("Classify one or more images", multipart, predict_out),
+        "/healthz": _get("Liveness"),
+        "/readyz": _get("Readiness: model loaded and warmed", extra=unavailable),
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/v1/models/{name}": _get("TF Serving model status", params=[NAME], extra=not_found),
+        "/v1/models/{name}/versions/{version}": _get("TF Serving status of one version",
+                                                     params=[NAME, VERSION], extra=not_found),
+        "/v1/models/{name}/metadata": _get("TF Serving signature metadata", params=[NAME], extra=not_found),
+        "/v1/models/{name}:predict": _post("TF Serving predict (b64 instances)", tf_body,
+                                           {"$ref": "#/components/schemas/TFPredictResponse"}, [NAME]),
+        "/v2": _get("V2 server metadata"),
+        "/v2/health/live": _get("V2 liveness"),
+        "/v2/health/ready": _get("V2 readiness", extra=unavailable),
+        "/v2/models/{name}": _get("V2 model metadata", params=[NAME], extra=not_found),
+        "/v2/models/{name}/ready": _get("V2 model readiness", params=[NAME], extra={**not_found, **unavailable}),
+        "/v2/models/{name}/infer": _post("V2 inference (BYTES input of base64 image files)", v2_body,
+                                         {"$ref": "#/components/schemas/V2InferResponse"}, [NAME]),
+        "/openapi.json": _get("This document"),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "AlexNet image classification service", "version": "0.1.0",
+                 "description": "Upload a photo, get a label with class probabilities. Errors are JSON "
+                                "{\"error\": \"...\"}."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }

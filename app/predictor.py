@@ -1,0 +1,90 @@
+"""The model behind a tiny interface: predict(images) -> probabilities."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import model_store
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A model version is missing, unreadable or does not match its metadata."""
+
+
+def bucket_sizes(max_batch: int) -> list[int]:
+    """Powers of two up to max_batch (and max_batch itself): the only batch shapes the graph sees."""
+    sizes, n = [], 1
+    while n < max_batch:
+        sizes.append(n)
+        n *= 2
+    return [*sizes, max_batch]
+
+
+@dataclass
+class Predictor:
+    """A loaded, warmed model version."""
+
+    version: int
+    metadata: dict
+    class_names: list[str]
+    _forward: object
+    buckets: list[int]
+    warmup_seconds: float = 0.0
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for preprocessed images (N, 227, 227, 3) float32."""
+        n = len(images)
+        out = []
+        for start in range(0, n, self.buckets[-1]):
+            chunk = images[start:start + self.buckets[-1]]
+            size = next(b for b in self.buckets if b >= len(chunk))
+            if size != len(chunk):
+                # Pad to a warmed bucket size so no request ever triggers a new oneDNN/XLA shape.
+                pad = np.zeros((size - len(chunk), *chunk.shape[1:]), dtype=np.float32)
+                chunk = np.concatenate([chunk, pad])
+            out.append(self._forward(chunk).numpy()[: min(len(chunk), n - start)])
+        return np.concatenate(out)
+
+
+def load_predictor(store: str | Path, version: int, max_batch: int = 32) -> Predictor:
+    """Load alexnet.h5 + metadata.json of one version, check them, and warm every batch shape."""
+    import keras
+    import tensorflow as tf
+
+    vdir = model_store.version_dir(store, version)
+    try:
+        metadata = json.loads((vdir / model_store.METADATA_FILE).read_text())
+        class_names = list(metadata["class_names"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"bad metadata.json in {vdir}: {exc}") from exc
+    try:
+        model = keras.models.load_model(vdir / model_store.MODEL_FILE, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        # h5py/Keras raise any of these for a truncated or foreign file.
+        raise ModelLoadError(f"cannot load {vdir / model_store.MODEL_FILE}: {exc}") from exc
+    expected_in = (None, model_store.IMAGE_SIZE[1], model_store.IMAGE_SIZE[0], 3)
+    if tuple(model.input_shape) != expected_in or model.output_shape[-1] != len(class_names):
+        raise ModelLoadError(
+            f"{vdir}: model input {model.input_shape} / output {model.output_shape} do not match "
+            f"{expected_in} and {len(class_names)} classes in metadata.json")
+
+    spec = tf.TensorSpec([None, *expected_in[1:]], tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    buckets = bucket_sizes(max_batch)
+    predictor = Predictor(version, metadata, class_names, forward, buckets)
+    started = time.monotonic()
+    for size in buckets:
+        probs = predictor.predict(np.zeros((size, *expected_in[1:]), np.float32))
+        if not np.all(np.isfinite(probs)):
+            raise ModelLoadError(f"{vdir}: warm-up produced non-finite outputs")
+    predictor.warmup_seconds = time.monotonic() - started
+    log.info("model version %s loaded and warmed (%s) in %.1fs", version, buckets, predictor.warmup_seconds)
+    return predictor

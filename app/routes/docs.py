@@ -1,0 +1,24 @@
+"""GET /openapi.json and a small human-readable docs page built from it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template
+
+from app.openapi import spec
+
+bp = Blueprint("docs", __name__)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3 document."""
+    return jsonify(spec())
+
+
+@bp.get("/docs")
+def docs():
+    """Endpoint list rendered from the OpenAPI document (no CDN, no JavaScript)."""
+    doc = spec()
+    rows = [(method.upper(), path, op.get("summary", "")) for path, item in doc["paths"].items()
+            for method, op in item.items()]
+    return render_template("docs.html", rows=rows, info=doc["info"])

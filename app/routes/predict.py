@@ -1,0 +1,36 @@
+"""POST /predict (multipart, raw image/*, JSON base64) and the health probes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from app.classify import classify, prediction
+from app.inputs import decode_all, images_from_request
+from app.model_service import get_service
+
+bp = Blueprint("predict", __name__)
+
+
+@bp.post("/predict")
+def predict():
+    """Label one image, or several (then {"predictions": [...]} with filenames)."""
+    items = images_from_request()
+    result = classify(decode_all(items))
+    if len(items) == 1:
+        return jsonify(prediction(result, 0))
+    return jsonify(predictions=[{**prediction(result, i), "filename": name} for i, (name, _) in enumerate(items)])
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is alive."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """The model is loaded and warmed (503 before that and while draining)."""
+    service = get_service()
+    if not service.ready:
+        return jsonify(status="not ready", error="model not ready"), 503
+    return jsonify(status="ready", model_version=str(service.predictor.version))

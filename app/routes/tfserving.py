@@ -1,0 +1,87 @@
+"""TensorFlow Serving REST API: model status, metadata and :predict with b64 instances."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.classify import classify
+from app.errors import ApiError
+from app.inputs import b64decode, decode_all
+from app.model_service import get_service
+from model_store import MODEL_NAME
+
+bp = Blueprint("tfserving", __name__, url_prefix="/v1/models")
+
+
+def _check(name: str, version: str | None = None) -> None:
+    if name != MODEL_NAME:
+        raise ApiError(f"Servable not found for request: Latest({name})", 404)
+    current = get_service().predictor
+    if version is not None and (current is None or version != str(current.version)):
+        raise ApiError(f"Servable not found for request: Specific({name}, {version})", 404)
+
+
+@bp.get("/<name>")
+@bp.get("/<name>/versions/<version>")
+def status(name: str, version: str | None = None):
+    """Version states, TF Serving style (AVAILABLE, LOADING, END with an error for failed ones)."""
+    if name != MODEL_NAME:
+        raise ApiError(f"Could not find any versions of model {name}", 404)
+    states = get_service().states
+    if version is not None:
+        if not version.isdigit() or int(version) not in states:
+            raise ApiError(f"Could not find version {version} of model {name}", 404)
+        states = {int(version): states[int(version)]}
+    out = []
+    for v, st in sorted(states.items(), reverse=True):
+        failed = st.get("failed", False)
+        out.append({"version": str(v), "state": st["state"],
+                    "status": {"error_code": "UNKNOWN" if failed else "OK", "error_message": st["error_message"]}})
+    return jsonify(model_version_status=out)
+
+
+@bp.get("/<name>/metadata")
+@bp.get("/<name>/versions/<version>/metadata")
+def metadata(name: str, version: str | None = None):
+    """Signature of the served model."""
+    _check(name, version)
+    p = get_service().predictor
+    sig = {
+        "inputs": {"image_bytes": {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]},
+                                   "name": "image_bytes"}},
+        "outputs": {"probabilities": {"dtype": "DT_FLOAT", "name": "probabilities",
+                                      "tensor_shape": {"dim": [{"size": "-1"}, {"size": str(len(p.class_names))}]}}},
+        "method_name": "tensorflow/serving/predict",
+    }
+    return jsonify(model_spec={"name": MODEL_NAME, "signature_name": "", "version": str(p.version)},
+                   metadata={"signature_def": {"signature_def": {"serving_default": sig}},
+                             "class_names": p.class_names})
+
+
+def _instance_bytes(instance: object, i: int) -> bytes:
+    # Accept {"b64": ...} and the named-input form {"image_bytes": {"b64": ...}}.
+    if isinstance(instance, dict) and len(instance) == 1 and "b64" not in instance:
+        instance = next(iter(instance.values()))
+    if not isinstance(instance, dict) or "b64" not in instance:
+        raise ApiError(f"instances[{i}] must be {{\"b64\": \"<base64 image>\"}}")
+    return b64decode(instance["b64"], f"instances[{i}].b64")
+
+
+@bp.post("/<name>:predict")
+@bp.post("/<name>/versions/<version>:predict")
+def predict(name: str, version: str | None = None):
+    """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...]}."""
+    _check(name, version)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError("body must be JSON: {\"instances\": [{\"b64\": \"...\"}]}")
+    instances = body.get("instances", body.get("inputs"))
+    if not isinstance(instances, list) or not instances:
+        raise ApiError("'instances' must be a non-empty list")
+
+    limit = int(current_app.config["MAX_IMAGES_PER_REQUEST"])
+    if len(instances) > limit:
+        raise ApiError(f"too many instances in one request: {len(instances)} (limit {limit})")
+    items = [(None, _instance_bytes(inst, i)) for i, inst in enumerate(instances)]
+    result = classify(decode_all(items))
+    return jsonify(predictions=result.probabilities.astype(float).tolist())

@@ -1,0 +1,114 @@
+"""gs:// model stores: download the newest version to a local cache, publish a local version."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from model_store.layout import METADATA_FILE, MODEL_FILE, MODEL_NAME, list_versions, publish, staging_dir, version_dir
+
+# Uploaded in this order: metadata.json last, so its presence marks a complete version.
+FILES = (MODEL_FILE, "history.csv", "curves.png", METADATA_FILE)
+
+
+def is_remote(uri: str) -> bool:
+    """True for gs:// stores."""
+    return str(uri).startswith("gs://")
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """gs://bucket/some/prefix -> ("bucket", "some/prefix")."""
+    match = re.fullmatch(r"gs://([^/]+)/?(.*)", str(uri).rstrip("/"))
+    if not match:
+        raise ValueError(f"not a gs:// URI: {uri}")
+    return match.group(1), match.group(2).strip("/")
+
+
+def _client():
+    from google.cloud import storage  # imported lazily: local stores never need it
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local"),
+                              credentials=AnonymousCredentials())
+    return storage.Client()
+
+
+def _model_prefix(prefix: str) -> str:
+    return f"{prefix}/{MODEL_NAME}/" if prefix else f"{MODEL_NAME}/"
+
+
+def remote_versions(uri: str) -> list[int]:
+    """Complete versions (those with metadata.json) in a gs:// store."""
+    bucket, prefix = split_uri(uri)
+    base = _model_prefix(prefix)
+    found = set()
+    for blob in _client().list_blobs(bucket, prefix=base):
+        parts = blob.name[len(base):].split("/")
+        if len(parts) == 2 and parts[0].isdigit() and parts[1] == METADATA_FILE:
+            found.add(int(parts[0]))
+    return sorted(found)
+
+
+def download_version(uri: str, version: int, cache_dir: str | os.PathLike) -> Path:
+    """Copy one remote version into cache_dir/alexnet/<version> (atomically); returns that folder."""
+    target = version_dir(cache_dir, version)
+    if target.is_dir():
+        return target  # versions are immutable once published
+    bucket_name, prefix = split_uri(uri)
+    bucket = _client().bucket(bucket_name)
+    staged = staging_dir(cache_dir)
+    base = f"{_model_prefix(prefix)}{version}/"
+    for name in FILES:
+        blob = bucket.blob(base + name)
+        if name in (MODEL_FILE, METADATA_FILE) or blob.exists():
+            blob.download_to_filename(str(staged / name))
+    try:
+        os.chmod(staged, 0o755)
+        os.rename(staged, target)
+    except OSError:
+        if not target.is_dir():  # someone else (another worker) won the race: theirs is identical
+            raise
+    return target
+
+
+def local_copy(uri: str, cache_dir: str | os.PathLike | None = None, version: int | None = None) -> str:
+    """A local store path for uri: itself when local; for gs://, a cache holding the wanted version."""
+    if not is_remote(uri):
+        return str(uri)
+    cache = Path(cache_dir or Path(tempfile.gettempdir()) / "alexnet-model-cache")
+    versions = remote_versions(uri)
+    wanted = version if version is not None else (versions[-1] if versions else None)
+    if wanted is not None and wanted in versions:
+        download_version(uri, wanted, cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    return str(cache)
+
+
+def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> int:
+    """Publish a local version to a gs:// store as the next remote version number; returns it."""
+    from google.api_core.exceptions import PreconditionFailed
+
+    src = version_dir(local_store, version)
+    bucket_name, prefix = split_uri(uri)
+    bucket = _client().bucket(bucket_name)
+    while True:
+        existing = remote_versions(uri)
+        remote = (existing[-1] + 1) if existing else 1
+        base = f"{_model_prefix(prefix)}{remote}/"
+        for name in FILES[:-1]:
+            if (src / name).is_file():
+                bucket.blob(base + name).upload_from_filename(str(src / name))
+        try:
+            # if_generation_match=0: only create, never overwrite a version another publisher finished.
+            bucket.blob(base + METADATA_FILE).upload_from_filename(str(src / METADATA_FILE), if_generation_match=0)
+            return remote
+        except PreconditionFailed:
+            continue
+
+
+__all__ = ["download_version", "is_remote", "list_versions", "local_copy", "publish", "remote_versions",
+           "split_uri", "upload_version"]

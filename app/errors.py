@@ -18,7 +18,7 @@ class ApiError(Exception):
 
 def _wants_html() -> bool:
     # Only the browser form (no JavaScript) gets an HTML error page; every API gets JSON.
-    return request.path == "/" and request.method == "POST" and request.form.get("html") == "1"
+    return request.path == "/" and request.method == "POST"
 
 
 def _response(message: str, status: int, headers: dict | None = None):

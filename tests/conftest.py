@@ -78,3 +78,87 @@ def copy_store(tmp_path, trained_store) -> Path:
     dest = tmp_path / "store"
     shutil.copytree(trained_store, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def app(trained_store):
+    """The Flask app (factory) serving the trained store, hot reload off."""
+    from app import create_app
+
+    application = create_app({"TESTING": True, "MODEL_STORE": str(trained_store), "MODEL_POLL_SECONDS": 0})
+    yield application
+    application.extensions["model_service"].stop()
+
+
+@pytest.fixture
+def client(app):
+    """Flask test client."""
+    return app.test_client()
+
+
+def free_port() -> int:
+    """An unused TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(store: Path, port: int, extra_env: dict | None = None, args: tuple = ()):
+    """Start the production command on 127.0.0.1:port; returns the Popen (stdout+stderr piped)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MODEL_STORE": str(store), "PORT": str(port), "MODEL_POLL_SECONDS": "0",
+           **(extra_env or {})}
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    return subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_ready(base: str, proc, timeout: float = 90.0) -> None:
+    """Poll /readyz until 200; fail with the server's output if it dies first."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}: {proc.stdout.read()}")
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # refused, or queued while the worker still loads
+            pass
+        time.sleep(0.3)
+    raise AssertionError("server not ready in time")
+
+
+def stop(proc, timeout: float = 30.0) -> int:
+    """SIGTERM and wait; returns the exit code."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@pytest.fixture(scope="session")
+def live_server(trained_store):
+    """gunicorn started with the production command on a free port: yields the base URL."""
+    port = free_port()
+    proc = start_gunicorn(trained_store, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        yield base
+    finally:
+        stop(proc)

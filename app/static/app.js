@@ -21,6 +21,7 @@
     img.alt = file.name;
     img.src = URL.createObjectURL(file);
     img.onload = function () { URL.revokeObjectURL(img.src); };
+    img.onerror = function () { URL.revokeObjectURL(img.src); img.remove(); };
     const body = el("div", "body");
     body.append(el("div", "name", file.name), el("div", "label", "…"));
     li.append(img, body);

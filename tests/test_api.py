@@ -1,0 +1,154 @@
+"""Every endpoint through the Flask test client, and served output == in-memory model output."""
+
+import base64
+import io
+
+import keras
+import numpy as np
+import pytest
+from openapi_spec_validator import validate
+
+import model_store
+from tests import images
+
+
+def _multipart(*named: tuple[str, bytes]):
+    return {"image": [(io.BytesIO(data), name) for name, data in named]}
+
+
+def _check_prediction(body: dict):
+    assert set(body) >= {"label", "confidence", "probabilities", "model_version"}
+    assert body["label"] in ("cats", "dogs")
+    assert body["model_version"] == "1"
+    assert body["confidence"] == max(body["probabilities"].values())
+    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_multipart_single(client, sample_jpeg):
+    resp = client.post("/predict", data=_multipart(("dog.jpg", sample_jpeg)))
+    assert resp.status_code == 200, resp.json
+    _check_prediction(resp.json)
+
+
+def test_predict_multipart_many_keeps_order_and_names(client, sample_jpeg):
+    other = images.encode(images.gradient(), "PNG")
+    resp = client.post("/predict", data=_multipart(("a.jpg", sample_jpeg), ("b.png", other), ("c.jpg", sample_jpeg)))
+    assert resp.status_code == 200
+    preds = resp.json["predictions"]
+    assert [p["filename"] for p in preds] == ["a.jpg", "b.png", "c.jpg"]
+    for p in preds:
+        _check_prediction(p)
+    assert preds[0]["probabilities"] == pytest.approx(preds[2]["probabilities"], abs=1e-6)
+
+
+def test_predict_raw_body_and_json_base64_agree(client, sample_jpeg):
+    raw = client.post("/predict", data=sample_jpeg, content_type="image/jpeg").json
+    js = client.post("/predict", json={"image": base64.b64encode(sample_jpeg).decode()}).json
+    form = client.post("/predict", data=_multipart(("x.jpg", sample_jpeg))).json
+    _check_prediction(raw)
+    assert raw["probabilities"] == pytest.approx(js["probabilities"], abs=1e-6)
+    assert raw["probabilities"] == pytest.approx(form["probabilities"], abs=1e-6)
+
+
+def test_served_output_equals_in_memory_model(client, trained_store, tiny_data):
+    model = keras.models.load_model(model_store.version_dir(trained_store, 1) / "alexnet.h5", compile=False)
+    files = sorted((tiny_data["val"] / "cats").iterdir())[:2] + sorted((tiny_data["val"] / "dogs").iterdir())[:2]
+    for path in files:
+        data = path.read_bytes()
+        expected = np.asarray(model(model_store.preprocess_image(data)[None], training=False))[0]
+        served = client.post("/predict", data=_multipart((path.name, data))).json["probabilities"]
+        np.testing.assert_allclose([served["cats"], served["dogs"]], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(images.valid_images()))
+def test_every_supported_format_is_classified(client, name):
+    resp = client.post("/predict", data=_multipart((f"{name}.img", images.valid_images()[name])))
+    assert resp.status_code == 200, resp.json
+    _check_prediction(resp.json)
+
+
+def test_tf_serving_api(client, sample_jpeg):
+    b64 = base64.b64encode(sample_jpeg).decode()
+    resp = client.post("/v1/models/alexnet:predict", json={"instances": [{"b64": b64}, {"image_bytes": {"b64": b64}}]})
+    assert resp.status_code == 200, resp.json
+    preds = resp.json["predictions"]
+    assert len(preds) == 2 and len(preds[0]) == 2
+    assert sum(preds[0]) == pytest.approx(1.0, abs=1e-5)
+    assert preds[0] == pytest.approx(preds[1], abs=1e-6)
+    form = client.post("/predict", data=_multipart(("x.jpg", sample_jpeg))).json["probabilities"]
+    assert preds[0] == pytest.approx([form["cats"], form["dogs"]], abs=1e-6)
+    assert client.post("/v1/models/alexnet/versions/1:predict", json={"instances": [{"b64": b64}]}).status_code == 200
+
+    status = client.get("/v1/models/alexnet").json
+    assert status == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    meta = client.get("/v1/models/alexnet/metadata").json
+    assert meta["model_spec"] == {"name": "alexnet", "signature_name": "", "version": "1"}
+    assert "serving_default" in meta["metadata"]["signature_def"]["signature_def"]
+
+
+def test_v2_api(client, sample_jpeg):
+    assert client.get("/v2/health/live").json == {"live": True}
+    assert client.get("/v2/health/ready").json == {"ready": True}
+    assert client.get("/v2/models/alexnet/ready").status_code == 200
+    meta = client.get("/v2/models/alexnet").json
+    assert meta["name"] == "alexnet" and meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
+    b64 = base64.b64encode(sample_jpeg).decode()
+    req = {"id": "r1", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": [b64, b64]}]}
+    body = client.post("/v2/models/alexnet/infer", json=req).json
+    assert body["id"] == "r1" and body["model_name"] == "alexnet" and body["model_version"] == "1"
+    out = body["outputs"][0]
+    assert out["datatype"] == "FP32" and out["shape"] == [2, 2] and len(out["data"]) == 4
+    assert sum(out["data"][:2]) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("path", ["/v1/models/resnet", "/v1/models/resnet/metadata", "/v2/models/resnet",
+                                  "/v1/models/alexnet/versions/7", "/v2/models/alexnet/versions/7"])
+def test_unknown_model_or_version_is_404_json(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 404 and "error" in resp.json
+
+
+def test_health_ready_metrics(client, sample_jpeg):
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").json == {"status": "ready", "model_version": "1"}
+    client.post("/predict", data=_multipart(("x.jpg", sample_jpeg)))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'http_requests_total{method="POST",route="/predict",status="200"}' in text
+    for name in ("http_request_duration_seconds_bucket", "inference_batch_size_bucket",
+                 "inference_duration_seconds_count", 'model_version_info{version="1"} 1.0'):
+        assert name in text
+
+
+def test_openapi_document_is_valid_and_complete(client, app):
+    doc = client.get("/openapi.json").json
+    validate(doc)
+    documented = set(doc["paths"])
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "ui.index", "ui.submit", "docs.docs") or "/versions/" in rule.rule:
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        assert path in documented, path
+    assert client.get("/docs").status_code == 200
+
+
+def test_security_headers_on_page_and_api(client):
+    for path in ("/", "/healthz"):
+        headers = client.get(path).headers
+        assert "unsafe-inline" not in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_upload_page_and_no_javascript_form(client, sample_jpeg):
+    page = client.get("/").get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in page and 'name="image"' in page and "<script src=" in page
+    resp = client.post("/", data=_multipart(("dog.jpg", sample_jpeg), ("bad.jpg", b"nope")))
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and resp.content_type.startswith("text/html")
+    assert "<progress" in html and ("cats" in html and "dogs" in html)
+    assert "bad.jpg" in html and "not a recognised image" in html

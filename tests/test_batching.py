@@ -1,0 +1,98 @@
+"""Dynamic batching coalesces concurrent requests, gives the same answers, and sheds overload."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from app.batching import Batcher, OverloadedError
+from tests import images
+
+
+class SlowModel:
+    """Records batch sizes; takes a little time per call so requests pile up like on a real CPU."""
+
+    def __init__(self, delay=0.05):
+        self.calls: list[int] = []
+        self.delay = delay
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append(len(x))
+        time.sleep(self.delay)
+        return x.reshape(len(x), -1).sum(axis=1, keepdims=True) * 2
+
+
+def test_concurrent_submits_are_coalesced_with_same_results():
+    model = SlowModel()
+    batcher = Batcher(model, max_batch=8, max_wait_s=0.01)
+    inputs = [np.full((2, 2), i, np.float32) for i in range(24)]
+    with ThreadPoolExecutor(24) as pool:
+        outs = list(pool.map(lambda a: batcher.submit([a])[0].result(timeout=10), inputs))
+    batcher.close()
+    assert [float(o[0]) for o in outs] == [i * 8.0 for i in range(24)]
+    assert len(model.calls) < 24 and max(model.calls) > 1
+    assert max(model.calls) <= 8 and sum(model.calls) == 24
+
+
+def test_full_queue_is_rejected():
+    gate = threading.Event()
+    batcher = Batcher(lambda x: (gate.wait(5), x)[1], max_batch=1, max_wait_s=0, max_queue=2)
+    first = batcher.submit([np.zeros(1)])  # taken by the inference thread, which then blocks
+    time.sleep(0.1)
+    batcher.submit([np.zeros(1)])
+    batcher.submit([np.zeros(1)])
+    with pytest.raises(OverloadedError):
+        batcher.submit([np.zeros(1)])
+    gate.set()
+    assert first[0].result(timeout=5).shape == (1,)
+    batcher.close()
+
+
+def test_stale_and_cancelled_items_are_not_run():
+    model = SlowModel(delay=0.3)
+    batcher = Batcher(model, max_batch=1, max_wait_s=0, max_queue_time_s=0.1)
+    first = batcher.submit([np.zeros(1)])[0]
+    time.sleep(0.05)
+    stale = batcher.submit([np.ones(1)])[0]
+    cancelled = batcher.submit([np.ones(1)])[0]
+    assert cancelled.cancel()  # the client hung up
+    first.result(timeout=5)
+    with pytest.raises(OverloadedError):
+        stale.result(timeout=5)
+    batcher.close()
+    assert model.calls == [1]  # neither the stale nor the cancelled image reached the model
+
+
+def test_model_failure_reaches_the_caller_and_batcher_survives():
+    calls = []
+
+    def flaky(x):
+        calls.append(len(x))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return x
+
+    batcher = Batcher(flaky, max_batch=4, max_wait_s=0)
+    with pytest.raises(RuntimeError):
+        batcher.submit([np.zeros(1)])[0].result(timeout=5)
+    assert batcher.submit([np.ones(1)])[0].result(timeout=5)[0] == 1
+    batcher.close()
+
+
+def test_app_coalesces_concurrent_http_requests(app):
+    service = app.extensions["model_service"]
+    datas = [images.encode(images.gradient((200 + 10 * i, 150)), "JPEG") for i in range(16)]
+
+    def call(data):
+        return app.test_client().post("/predict", data=data, content_type="image/jpeg").json
+
+    one_by_one = [call(d) for d in datas]
+    before = service.batcher.batches_run
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(call, datas))
+    calls = service.batcher.batches_run - before
+    assert calls < 16, f"16 concurrent requests took {calls} model calls"
+    for a, b in zip(one_by_one, together, strict=True):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)

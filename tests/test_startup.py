@@ -1,0 +1,58 @@
+"""Start-up: a missing or corrupt model stops the process with one clear line."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import model_store
+from app import ModelLoadError, create_app
+from tests import images
+from tests.conftest import ROOT, free_port, start_gunicorn
+
+
+def test_empty_store_refuses_to_start(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model in .*make demo"):
+        create_app({"MODEL_STORE": str(tmp_path), "MODEL_POLL_SECONDS": 0})
+
+
+def test_corrupt_model_refuses_to_start(copy_store):
+    (model_store.version_dir(copy_store, 1) / "alexnet.h5").write_bytes(b"garbage, not HDF5")
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        create_app({"MODEL_STORE": str(copy_store), "MODEL_POLL_SECONDS": 0})
+
+
+def test_metadata_mismatch_refuses_to_start(copy_store):
+    meta = model_store.version_dir(copy_store, 1) / "metadata.json"
+    meta.write_text(meta.read_text().replace('"dogs"', '"dogs", "birds"', 1))
+    with pytest.raises(ModelLoadError, match="do not match"):
+        create_app({"MODEL_STORE": str(copy_store), "MODEL_POLL_SECONDS": 0})
+
+
+def test_not_ready_answers_503(trained_store):
+    app = create_app({"MODEL_STORE": str(trained_store), "LOAD_MODEL": False})
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/v2/health/ready").status_code == 503
+    resp = client.post("/predict", data=images.encode(images.gradient(), "JPEG"), content_type="image/jpeg")
+    assert resp.status_code == 503 and resp.json == {"error": "model not ready"}
+    assert resp.headers["Retry-After"]
+
+
+def test_gunicorn_exits_nonzero_with_one_clear_line(tmp_path):
+    proc = start_gunicorn(tmp_path / "empty-store", free_port())
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in out.splitlines() if line.startswith("alexnet-service: cannot start:")]
+    assert len(lines) == 1 and "make demo" in lines[0], out
+
+
+def test_wsgi_import_exit_code(tmp_path):
+    env_store = tmp_path / "nothing"
+    proc = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, capture_output=True, text=True,
+                          env={"MODEL_STORE": str(env_store), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert proc.returncode == 4
+    assert "cannot start: no model in" in proc.stderr
+    shutil.rmtree(env_store, ignore_errors=True)

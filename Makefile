@@ -7,7 +7,7 @@ DATA ?=
 SHARED := ../shared/data/cats_dogs
 PORT ?= 8000
 
-.PHONY: install test lint demo demo-model train evaluate serve bench soak clean
+.PHONY: install test lint demo demo-model train evaluate serve bench soak clean bake hadolint
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -58,3 +58,13 @@ soak: install
 
 clean:
 	rm -rf .pytest_cache .ruff_cache evaluation
+
+# Copy the newest local version into bake/ so `docker build` puts it in the image as version 1.
+bake: install
+	rm -rf bake/alexnet
+	v=$$($(BIN)/python -c "import model_store; print(model_store.latest_version('$(MODEL_STORE)'))") && \
+		mkdir -p bake/alexnet && cp -r $(MODEL_STORE)/alexnet/$$v bake/alexnet/1 && rm -f bake/alexnet/1/*.png && \
+		echo "baked $(MODEL_STORE)/alexnet/$$v as bake/alexnet/1"
+
+hadolint: install
+	$(BIN)/hadolint Dockerfile

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training import download, evaluate, train
+    from training import download, evaluate, publish, train
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_evaluate_arguments(sub.add_parser("evaluate", help="accuracy report on a labelled folder"))
     evaluate.add_predict_arguments(sub.add_parser("predict", help="label one or more images"))
     download.add_arguments(sub.add_parser("download", help="fetch the Kaggle Cats and Dogs archive"))
+    publish.add_arguments(sub.add_parser("publish", help="upload a trained version to a gs:// model store"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import platform
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
             jit_compile=args.jit,  # XLA: ~8% faster training steps on this CPU
         )
 
-    staged = model_store.staging_dir(args.model_store)
+    # A gs:// store: train into a local temp store, then upload the finished version.
+    local_store = tempfile.mkdtemp(prefix="alexnet-train-") if model_store.is_remote(args.model_store) \
+        else args.model_store
+    staged = model_store.staging_dir(local_store)
     best_weights = staged / "best.weights.h5"
     callbacks = [
         keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max",
@@ -110,11 +114,15 @@ def run(args: argparse.Namespace) -> int:
         plots.training_curves(staged / "history.csv", staged / "curves.png")
         meta = _metadata(args, train_set, val_set, summary, seconds, strategy)
         (staged / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        version = model_store.publish(args.model_store, staged)
+        version = model_store.publish(local_store, staged)
     except BaseException:
         model_store.layout.discard(staged)
         raise
-    print(f"published {model_store.version_dir(args.model_store, version)} "
+    where = model_store.version_dir(local_store, version)
+    if model_store.is_remote(args.model_store):
+        version = model_store.upload_version(local_store, version, args.model_store)
+        where = f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}"
+    print(f"published {where} "
           f"(best val_accuracy {summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}, "
           f"{seconds / 60:.1f} min)")
     return 0
@@ -151,7 +159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="folder with one subfolder of images per class")
     parser.add_argument("--val-dir", help="validation folder (same classes); default: split --data-dir")
     parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out when no --val-dir")
-    parser.add_argument("--model-store", default="model_store", help="store to publish the version into")
+    parser.add_argument("--model-store", default="model_store",
+                        help="store to publish the version into (a folder or gs://bucket/prefix)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32, help="per replica")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak rate after warm-up")

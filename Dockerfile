@@ -1,0 +1,32 @@
+# AlexNet prediction service for Google Cloud Run (or any container platform).
+# Build:  docker build -t alexnet-service .
+# Model:  bake one with `make bake` before building, or run with MODEL_STORE=gs://bucket/prefix.
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+# Requirements first: this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt /tmp/requirements.txt
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    PORT=8080 \
+    MODEL_STORE=/srv/models \
+    MODEL_CACHE_DIR=/tmp/model-cache \
+    TF_CPP_MIN_LOG_LEVEL=2
+RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin app
+WORKDIR /srv/app
+COPY --from=build /opt/venv /opt/venv
+COPY app/ app/
+COPY model_store/ model_store/
+COPY wsgi.py gunicorn.conf.py ./
+# bake/ holds only a README unless `make bake` put a model version there on purpose.
+COPY bake/ /srv/models/
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

@@ -1,0 +1,79 @@
+"""The Docker image, checked without a Docker engine: hadolint, and its exact CMD run locally."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests import images
+from tests.conftest import ROOT, free_port, stop, wait_ready
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def _final_stage() -> str:
+    return DOCKERFILE.split("\nFROM ")[-1]
+
+
+def _env() -> dict[str, str]:
+    text = re.search(r"^ENV (.+?)(?=^\S)", _final_stage(), re.M | re.S).group(1)
+    return dict(re.findall(r"(\w+)=(\S+)", text.replace("\\\n", " ")))
+
+
+def test_hadolint_clean():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    proc = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_essentials():
+    final = _final_stage()
+    assert DOCKERFILE.startswith("#") and "FROM python:3.11-slim AS build" in DOCKERFILE
+    assert final.startswith("python:3.11-slim")
+    user = re.search(r"^USER (\S+)", final, re.M).group(1)
+    assert user.split(":")[0] not in ("root", "0")
+    assert re.search(r"^EXPOSE 8080$", final, re.M)
+    assert "HEALTHCHECK" in final and "/healthz" in final
+    env = _env()
+    assert env["PYTHONUNBUFFERED"] == "1" and env["PORT"] == "8080"
+    # Requirements are installed before any code is copied (cache-friendly layers).
+    assert DOCKERFILE.index("requirements.txt") < DOCKERFILE.index("COPY app/")
+    # Build tools and pip caches stay in the build stage; only the venv is copied over.
+    assert "COPY --from=build /opt/venv /opt/venv" in final and "pip install" not in final
+
+
+def test_dockerignore_keeps_artifacts_out():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".venv", "data/", "model_store/alexnet/", "*.h5", ".git"):
+        assert entry in ignored
+
+
+def test_image_cmd_serves_a_prediction(trained_store, tmp_path):
+    cmd = json.loads(re.search(r"^CMD (\[.+\])$", _final_stage(), re.M).group(1))
+    assert cmd == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    env = {**_env(), "MODEL_STORE": str(trained_store), "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+           "HOME": str(tmp_path)}
+    port = free_port()
+    env["PORT"] = str(port)
+    # The image's PATH puts its venv first; here the project venv plays that part.
+    env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    assert shutil.which(cmd[0], path=env["PATH"])
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        resp = requests.post(f"{base}/predict", files={"image": ("x.jpg", images.encode(images.gradient(), "JPEG"))},
+                             timeout=30)
+        assert resp.status_code == 200 and resp.json()["model_version"] == "1"
+    finally:
+        assert stop(proc) == 0
+
+
+@pytest.mark.parametrize("path", ["deploy/service.yaml", "deploy/README.md", "deploy/kubernetes.yaml"])
+def test_deploy_files_exist(path):
+    assert (ROOT / path).is_file()

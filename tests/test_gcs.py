@@ -1,0 +1,67 @@
+"""gs:// model stores against a local GCS emulator (gcp-storage-emulator) started by the test."""
+
+import shutil
+
+import pytest
+
+import model_store
+from app import create_app
+from tests import images
+from tests.conftest import free_port
+from training.__main__ import main
+
+BUCKET = "alexnet-models"
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    yield f"gs://{BUCKET}/prod"
+    server.stop()
+
+
+def test_publish_then_serve_from_bucket(gcs, trained_store, tmp_path):
+    assert model_store.remote_versions(gcs) == []
+    assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0
+    assert model_store.remote_versions(gcs) == [1]
+
+    cache = tmp_path / "cache"
+    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(cache), "MODEL_POLL_SECONDS": 0})
+    try:
+        client = app.test_client()
+        resp = client.post("/predict", data=images.encode(images.gradient(), "JPEG"), content_type="image/jpeg")
+        assert resp.status_code == 200 and resp.json["model_version"] == "1"
+        assert (cache / "alexnet" / "1" / "alexnet.h5").is_file()
+        local = (model_store.version_dir(trained_store, 1) / "alexnet.h5").read_bytes()
+        assert (cache / "alexnet" / "1" / "alexnet.h5").read_bytes() == local
+
+        # A second publish becomes version 2 and is picked up by the poller's check.
+        assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0
+        assert model_store.remote_versions(gcs) == [1, 2]
+        assert app.extensions["model_service"].check_for_new_version()
+        assert client.get("/readyz").json["model_version"] == "2"
+    finally:
+        app.extensions["model_service"].stop()
+
+
+def test_incomplete_remote_version_is_ignored(gcs, trained_store, tmp_path):
+    main(["publish", "--model-store", str(trained_store), "--to", gcs])
+    from model_store.remote import _client, split_uri
+
+    bucket, prefix = split_uri(gcs)
+    # An upload that died before metadata.json: not a version.
+    _client().bucket(bucket).blob(f"{prefix}/alexnet/2/alexnet.h5").upload_from_string(b"partial")
+    assert model_store.remote_versions(gcs) == [1]
+    local = model_store.local_copy(gcs, tmp_path / "cache")
+    assert model_store.list_versions(local) == [1]
+    shutil.rmtree(tmp_path / "cache")
+
+
+def test_bad_uri_is_rejected():
+    with pytest.raises(ValueError):
+        model_store.remote.split_uri("s3://bucket/x")

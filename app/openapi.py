@@ -12,8 +12,11 @@ ERRORS = {str(code): _json(ERROR, text) for code, text in (
     (400, "Bad input"), (404, "Unknown model or version"), (413, "Body too large"),
     (415, "Unsupported Content-Type"), (503, "Model not ready or server overloaded"))}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": ["alexnet"]}}
-VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
-B64 = {"type": "string", "description": "base64-encoded image file", "minLength": 1}
+VERSION = {"name": "version", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": ["1"]}}
+# An 8x8 PNG, so generated examples reach the model and not only the validation errors.
+TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8UaHBgA0wYRUdtBIAHicBeAYWg8oAAAAASUVORK5CYII="
+B64 = {"type": "string", "description": "base64-encoded image file", "minLength": 1, "examples": [TINY_PNG]}
 
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},

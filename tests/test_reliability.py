@@ -1,0 +1,137 @@
+"""Hot reload with rollback, graceful SIGTERM and overload, against the real gunicorn server."""
+
+import json
+import shutil
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+import model_store
+from tests import images
+from tests.conftest import free_port, start_gunicorn, stop, wait_ready
+
+JPEG = images.encode(images.gradient(), "JPEG")
+
+
+def _publish_copy(store, source_version: int, corrupt: bool = False) -> int:
+    staged = model_store.staging_dir(store)
+    src = model_store.version_dir(store, source_version)
+    for name in ("alexnet.h5", "metadata.json"):
+        shutil.copy(src / name, staged / name)
+    if corrupt:
+        (staged / "alexnet.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 1000)  # HDF5 magic, nothing else
+    return model_store.publish(store, staged)  # atomic rename of a directory
+
+
+class Load:
+    """Background clients that record every response until stopped."""
+
+    def __init__(self, base: str, clients: int = 4):
+        self.base, self.results, self.stop_flag = base, [], threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self):
+        with requests.Session() as s:
+            while not self.stop_flag.is_set():
+                try:
+                    r = s.post(f"{self.base}/predict", data=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=60)
+                    self.results.append((time.monotonic(), r.status_code, r.json().get("model_version")))
+                except requests.RequestException as exc:
+                    self.results.append((time.monotonic(), "transport", str(exc)))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_hot_reload_under_load_then_reject_corrupt_version(copy_store):
+    port = free_port()
+    proc = start_gunicorn(copy_store, port, {"MODEL_POLL_SECONDS": "0.5"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        with Load(base) as load:
+            time.sleep(1.0)
+            assert _publish_copy(copy_store, 1) == 2
+            assert _wait_for(lambda: any(r[2] == "2" for r in load.results[-4:]))
+            assert _publish_copy(copy_store, 1, corrupt=True) == 3
+            assert _wait_for(lambda: "3" in json.dumps(requests.get(f"{base}/v1/models/alexnet", timeout=5).json()))
+            time.sleep(1.5)
+        statuses = {s["version"]: s for s in requests.get(f"{base}/v1/models/alexnet", timeout=5).json()[
+            "model_version_status"]}
+        assert statuses["2"]["state"] == "AVAILABLE"
+        assert statuses["1"]["state"] == "END"
+        assert statuses["3"]["state"] == "END" and statuses["3"]["status"]["error_code"] != "OK"
+        assert "cannot load" in statuses["3"]["status"]["error_message"]
+        assert all(r[1] == 200 for r in load.results), [r for r in load.results if r[1] != 200][:3]
+        versions = [r[2] for r in sorted(load.results)]
+        switches = sum(1 for a, b in zip(versions, versions[1:], strict=False) if a != b)
+        assert versions[0] == "1" and versions[-1] == "2" and switches == 1
+        # A later good version is still picked up after the failed one.
+        assert _publish_copy(copy_store, 2) == 4
+        assert _wait_for(lambda: requests.get(f"{base}/readyz", timeout=5).json().get("model_version") == "4")
+    finally:
+        stop(proc)
+
+
+def test_sigterm_finishes_every_accepted_request(trained_store):
+    port = free_port()
+    proc = start_gunicorn(trained_store, port)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, proc)
+
+    def call(_):
+        try:
+            r = requests.post(f"{base}/predict", data=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=60)
+            return r.status_code
+        except requests.ConnectionError:
+            return "refused"  # arrived after the listener closed: never accepted
+
+    with ThreadPoolExecutor(24) as pool:
+        futures = [pool.submit(call, i) for i in range(24)]
+        time.sleep(0.3)  # requests are now in flight inside the worker
+        proc.send_signal(signal.SIGTERM)
+        codes = [f.result() for f in futures]
+    proc.wait(60)
+    assert proc.returncode == 0
+    assert all(c in (200, "refused") for c in codes), codes
+    assert codes.count(200) >= 1
+
+
+def test_overload_answers_503_with_retry_after(copy_store):
+    port = free_port()
+    proc = start_gunicorn(copy_store, port, {"MAX_QUEUE": "2", "BATCH_MAX_SIZE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        big = images.encode(images.gradient((1600, 1200)), "JPEG")
+        with ThreadPoolExecutor(32) as pool:
+            responses = list(pool.map(lambda _: requests.post(f"{base}/predict", data=big,
+                                                              headers={"Content-Type": "image/jpeg"}, timeout=60),
+                                      range(32)))
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
+        rejected = next(r for r in responses if r.status_code == 503)
+        assert rejected.headers["Retry-After"] and "busy" in rejected.json()["error"]
+        assert requests.post(f"{base}/predict", data=JPEG, headers={"Content-Type": "image/jpeg"},
+                             timeout=30).status_code == 200
+    finally:
+        stop(proc)

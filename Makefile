@@ -54,7 +54,7 @@ bench: install
 	$(BIN)/python -m bench --model-store $(MODEL_STORE)
 
 soak: install
-	$(BIN)/python -m pytest tests/soak -s
+	$(BIN)/python -m bench.soak --model-store $(MODEL_STORE)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache evaluation

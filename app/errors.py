@@ -34,6 +34,21 @@ def _response(message: str, status: int, headers: dict | None = None):
     return resp
 
 
+def _drain_body(cap: int) -> None:
+    # Read (and drop) the rest of an oversized upload before answering: closing the socket with unread
+    # data makes the kernel reset the connection and the client never sees the 413.
+    declared = request.content_length
+    if declared is not None and declared > cap:
+        return
+    stream = request.environ.get("wsgi.input")
+    drained = 0
+    try:
+        while stream is not None and drained < cap and (chunk := stream.read(1 << 16)):
+            drained += len(chunk)
+    except OSError:
+        pass  # the client went away: nothing to answer
+
+
 def handle_api_error(exc: ApiError):
     """Render an ApiError."""
     return _response(exc.message, exc.status, exc.headers)
@@ -46,6 +61,7 @@ def handle_http_exception(exc: HTTPException):
     if exc.code == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         message = f"request body too large (limit {limit // (1024 * 1024)} MB)"
+        _drain_body(limit * 5)
     return _response(message, exc.code or 500, headers)
 
 

@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.server import free_port, start_gunicorn, stop, wait_ready
+
+__all__ = ["free_port", "start_gunicorn", "stop", "wait_ready"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,61 +98,6 @@ def app(trained_store):
 def client(app):
     """Flask test client."""
     return app.test_client()
-
-
-def free_port() -> int:
-    """An unused TCP port on loopback."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(store: Path, port: int, extra_env: dict | None = None, args: tuple = ()):
-    """Start the production command on 127.0.0.1:port; returns the Popen (stdout+stderr piped)."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MODEL_STORE": str(store), "PORT": str(port), "MODEL_POLL_SECONDS": "0",
-           **(extra_env or {})}
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    return subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_ready(base: str, proc, timeout: float = 90.0) -> None:
-    """Poll /readyz until 200; fail with the server's output if it dies first."""
-    import time
-
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {proc.stdout.read()}")
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:  # refused, or queued while the worker still loads
-            pass
-        time.sleep(0.3)
-    raise AssertionError("server not ready in time")
-
-
-def stop(proc, timeout: float = 30.0) -> int:
-    """SIGTERM and wait; returns the exit code."""
-    import signal
-    import subprocess
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 @pytest.fixture(scope="session")

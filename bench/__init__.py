@@ -1,0 +1,1 @@
+"""Benchmark and soak harness (not part of `make test`): `make bench`, `make soak`."""

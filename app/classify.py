@@ -8,6 +8,16 @@ from app import metrics
 from app.batching import OverloadedError
 from app.errors import ApiError
 from app.model_service import Classified, get_service
+from model_store import MODEL_NAME
+
+
+def check_model(name: str, version: str | None = None) -> None:
+    """404 unless name is the served model and version (if given) is the serving version."""
+    if name != MODEL_NAME:
+        raise ApiError(f"model '{name}' not found (this server serves '{MODEL_NAME}')", 404)
+    current = get_service().predictor
+    if version is not None and (current is None or version != str(current.version)):
+        raise ApiError(f"version '{version}' of model '{name}' is not being served", 404)
 
 
 def classify(arrays: list[np.ndarray]) -> Classified:

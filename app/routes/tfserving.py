@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.classify import classify
+from app.classify import check_model, classify
 from app.errors import ApiError
 from app.inputs import b64decode, decode_all
 from app.model_service import get_service
@@ -12,13 +12,6 @@ from model_store import MODEL_NAME
 
 bp = Blueprint("tfserving", __name__, url_prefix="/v1/models")
 
-
-def _check(name: str, version: str | None = None) -> None:
-    if name != MODEL_NAME:
-        raise ApiError(f"Servable not found for request: Latest({name})", 404)
-    current = get_service().predictor
-    if version is not None and (current is None or version != str(current.version)):
-        raise ApiError(f"Servable not found for request: Specific({name}, {version})", 404)
 
 
 @bp.get("/<name>")
@@ -44,7 +37,7 @@ def status(name: str, version: str | None = None):
 @bp.get("/<name>/versions/<version>/metadata")
 def metadata(name: str, version: str | None = None):
     """Signature of the served model."""
-    _check(name, version)
+    check_model(name, version)
     p = get_service().predictor
     sig = {
         "inputs": {"image_bytes": {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]},
@@ -71,7 +64,7 @@ def _instance_bytes(instance: object, i: int) -> bytes:
 @bp.post("/<name>/versions/<version>:predict")
 def predict(name: str, version: str | None = None):
     """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...]}."""
-    _check(name, version)
+    check_model(name, version)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError("body must be JSON: {\"instances\": [{\"b64\": \"...\"}]}")

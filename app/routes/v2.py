@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.classify import classify
+from app.classify import check_model, classify
 from app.errors import ApiError
 from app.inputs import b64decode, decode_all
 from app.model_service import get_service
@@ -15,13 +15,6 @@ bp = Blueprint("v2", __name__, url_prefix="/v2")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 
-
-def _check(name: str, version: str | None) -> None:
-    if name != MODEL_NAME:
-        raise ApiError(f"unknown model '{name}'", 404)
-    p = get_service().predictor
-    if version is not None and (p is None or version != str(p.version)):
-        raise ApiError(f"unknown version '{version}' of model '{name}'", 404)
 
 
 @bp.get("")
@@ -47,7 +40,7 @@ def ready():
 @bp.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None):
     """This model is ready."""
-    _check(name, version)
+    check_model(name, version)
     ok = get_service().ready
     return jsonify(name=name, ready=ok), (200 if ok else 503)
 
@@ -56,7 +49,7 @@ def model_ready(name: str, version: str | None = None):
 @bp.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
     """Inputs and outputs with datatypes and shapes."""
-    _check(name, version)
+    check_model(name, version)
     p = get_service().predictor
     return jsonify(
         name=MODEL_NAME, versions=[str(p.version)], platform="tensorflow_keras",
@@ -89,7 +82,7 @@ def _input_items(body: dict) -> list[tuple[None, bytes]]:
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
     """BYTES input of base64 image files -> FP32 probabilities [N, classes]."""
-    _check(name, version)
+    check_model(name, version)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError("body must be a JSON inference request")

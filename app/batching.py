@@ -45,6 +45,7 @@ class Batcher:
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
         self._on_batch = on_batch
         self.batches_run = 0
+        self._last_batch = 0
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
 
@@ -75,10 +76,13 @@ class Batcher:
 
     def _collect(self, first: _Item) -> list[_Item]:
         batch = [first]
-        deadline = time.monotonic() + self.max_wait_s
+        # Wait for stragglers only under concurrency (the last batch had company): a lone client
+        # should not pay max_wait on every request.
+        wait = self.max_wait_s if self._last_batch > 1 else 0.0
+        deadline = time.monotonic() + wait
         while len(batch) < self.max_batch:
             try:
-                # Take what is already queued at once; wait at most max_wait for stragglers.
+                # Take what is already queued at once; wait at most `wait` for stragglers.
                 remaining = deadline - time.monotonic()
                 item = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
             except queue.Empty:
@@ -107,7 +111,9 @@ class Batcher:
             first = self._queue.get()
             if first is None:
                 return
-            batch = self._runnable(self._collect(first))
+            collected = self._collect(first)
+            self._last_batch = len(collected)
+            batch = self._runnable(collected)
             if not batch:
                 continue
             started = time.monotonic()

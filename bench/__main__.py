@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-seconds", type=float, default=6.0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for our server (tuning runs), repeatable")
     args = parser.parse_args(argv)
     store = str(Path(args.model_store).resolve())
     levels = [int(c) for c in args.clients.split(",")]
@@ -88,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  batch 1: {raw['batch1_img_per_s']:.1f} img/s ({raw['batch1_ms']:.1f} ms); best: "
           f"{raw['best_img_per_s']:.1f} img/s at batch {raw['best_batch']}", flush=True)
     print("our server (gunicorn -c gunicorn.conf.py wsgi:app) ...", flush=True)
-    ours = _serve_and_drive(lambda port: start_gunicorn(store, port, output=subprocess.DEVNULL), bodies, levels,
-                            args.requests)
+    extra = dict(kv.split("=", 1) for kv in args.env)
+    ours = _serve_and_drive(lambda port: start_gunicorn(store, port, extra, output=subprocess.DEVNULL), bodies,
+                            levels, args.requests)
     naive = {"levels": [], "ready_s": float("nan"), "rss_mb": float("nan")}
     if not args.skip_naive:
         print("naive server (global model, model.predict per request, gthread 1x8) ...", flush=True)
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}",
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "requests_per_level": args.requests, "raw": raw, "ours": ours, "naive": naive,
+        "requests_per_level": args.requests, "server_env": extra, "raw": raw, "ours": ours, "naive": naive,
         "checks": _checks(raw, ours, naive) if naive["levels"] else [],
     }
     out = Path(args.out)

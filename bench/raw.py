@@ -20,7 +20,7 @@ def measure(store: str, batch_sizes: list[int], seconds: float) -> dict:
 
     version = model_store.latest_version(store)
     model = keras.models.load_model(model_store.version_dir(store, version) / model_store.MODEL_FILE, compile=False)
-    forward = tf.function(lambda x: model(x, training=False))
+    forward = tf.function(lambda x: model(x, training=False), autograph=False)
     out = {}
     for bs in batch_sizes:
         x = tf.constant(np.random.default_rng(0).uniform(0, 255, (bs, 227, 227, 3)).astype("float32"))

@@ -19,7 +19,7 @@ def load_version(store: str, version: int | None = None) -> tuple[keras.Model, d
 
 def predict_arrays(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Class probabilities for an NHWC batch of preprocessed images (0-255)."""
-    forward = tf.function(lambda x: model(x, training=False))
+    forward = tf.function(lambda x: model(x, training=False), autograph=False)
     out = [forward(tf.cast(images[i:i + batch_size], tf.float32)).numpy()
            for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)

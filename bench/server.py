@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,13 +24,30 @@ def free_port() -> int:
 
 
 def start_gunicorn(store, port: int, extra_env: dict | None = None, args: tuple = (),
-                   app: str = "wsgi:app", output=subprocess.PIPE) -> subprocess.Popen:
-    """The production command (`gunicorn -c gunicorn.conf.py wsgi:app`) on PORT=port."""
+                   app: str = "wsgi:app", output=None) -> subprocess.Popen:
+    """The production command (`gunicorn -c gunicorn.conf.py wsgi:app`) on PORT=port.
+
+    Output goes to a temp file (proc.log_path) unless `output` is given: an undrained pipe fills up
+    after a few hundred access-log lines and then blocks every request thread on its log write.
+    """
     env = {**os.environ, "MODEL_STORE": str(store), "PORT": str(port), "MODEL_POLL_SECONDS": "0",
            **(extra_env or {})}
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    return subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", app, *args], cwd=ROOT, env=env,
+    log_path = None
+    if output is None:
+        fd, log_path = tempfile.mkstemp(prefix="gunicorn-", suffix=".log")
+        output = os.fdopen(fd, "w")
+    proc = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", app, *args], cwd=ROOT, env=env,
                             stdout=output, stderr=subprocess.STDOUT, text=True)
+    proc.log_path = log_path
+    return proc
+
+
+def server_output(proc: subprocess.Popen) -> str:
+    """What the server printed so far (its log file or pipe)."""
+    if getattr(proc, "log_path", None):
+        return Path(proc.log_path).read_text(errors="replace")
+    return proc.stdout.read() if proc.stdout else ""
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120.0, path: str = "/readyz") -> float:
@@ -37,8 +55,7 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120.0, path: 
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"server exited {proc.returncode}: {out}")
+            raise AssertionError(f"server exited {proc.returncode}: {server_output(proc)}")
         try:
             if requests.get(f"{base}{path}", timeout=1).status_code == 200:
                 return time.monotonic() - started

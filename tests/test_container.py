@@ -63,7 +63,8 @@ def test_image_cmd_serves_a_prediction(trained_store, tmp_path):
     # The image's PATH puts its venv first; here the project venv plays that part.
     env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
     assert shutil.which(cmd[0], path=env["PATH"])
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed with the process below
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, proc)
@@ -72,6 +73,7 @@ def test_image_cmd_serves_a_prediction(trained_store, tmp_path):
         assert resp.status_code == 200 and resp.json()["model_version"] == "1"
     finally:
         assert stop(proc) == 0
+        log.close()
 
 
 @pytest.mark.parametrize("path", ["deploy/service.yaml", "deploy/README.md", "deploy/kubernetes.yaml"])

@@ -42,7 +42,7 @@ def test_not_ready_answers_503(trained_store):
 
 
 def test_gunicorn_exits_nonzero_with_one_clear_line(tmp_path):
-    proc = start_gunicorn(tmp_path / "empty-store", free_port())
+    proc = start_gunicorn(tmp_path / "empty-store", free_port(), output=subprocess.PIPE)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     lines = [line for line in out.splitlines() if line.startswith("alexnet-service: cannot start:")]

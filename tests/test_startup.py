@@ -56,3 +56,17 @@ def test_wsgi_import_exit_code(tmp_path):
     assert proc.returncode == 4
     assert "cannot start: no model in" in proc.stderr
     shutil.rmtree(env_store, ignore_errors=True)
+
+
+def test_model_version_pins_an_older_version(copy_store):
+    from tests.test_reliability import _publish_copy
+
+    assert _publish_copy(copy_store, 1) == 2
+    app = create_app({"MODEL_STORE": str(copy_store), "MODEL_VERSION": 1, "MODEL_POLL_SECONDS": 0.2})
+    try:
+        service = app.extensions["model_service"]
+        assert service.predictor.version == 1
+        assert not service.check_for_new_version()  # pinned: newer versions are not loaded
+        assert app.test_client().get("/readyz").json["model_version"] == "1"
+    finally:
+        app.extensions["model_service"].stop()

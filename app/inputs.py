@@ -27,7 +27,16 @@ def b64decode(text: object, what: str) -> bytes:
         raise ApiError(f"{what} is not valid base64: {exc}") from exc
 
 
-def _check_count(n: int) -> None:
+def json_object(hint: str) -> dict:
+    """The request body as a JSON object, or a 400 showing the expected shape."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(f"body must be a JSON object like {hint}")
+    return body
+
+
+def check_count(n: int) -> None:
+    """400 for zero images or more than MAX_IMAGES_PER_REQUEST."""
     limit = int(current_app.config["MAX_IMAGES_PER_REQUEST"])
     if n == 0:
         raise ApiError("no image: send a multipart field 'image', a raw image/* body, or JSON {\"image\": base64}")
@@ -46,9 +55,7 @@ def images_from_request() -> list[tuple[str | None, bytes]]:
     elif ctype.startswith("image/"):
         items = [(None, request.get_data(cache=False))]
     elif ctype == "application/json":
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError("body must be a JSON object like {\"image\": \"<base64>\"}")
+        body = json_object('{"image": "<base64>"}')
         raw = body.get("image", body.get("images"))
         raw = raw if isinstance(raw, list) else [raw] if raw is not None else []
         items = [(None, b64decode(value, "image")) for value in raw]
@@ -57,7 +64,7 @@ def images_from_request() -> list[tuple[str | None, bytes]]:
     else:
         raise ApiError(f"unsupported Content-Type {ctype or 'none'}: use multipart/form-data, image/*, "
                        "or application/json", 415)
-    _check_count(len(items))
+    check_count(len(items))
     return items
 
 

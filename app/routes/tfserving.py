@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify
 
 from app.classify import check_model, classify
 from app.errors import ApiError
-from app.inputs import b64decode, decode_all
+from app.inputs import b64decode, check_count, decode_all, json_object
 from app.model_service import get_service
 from model_store import MODEL_NAME
 
@@ -65,16 +65,11 @@ def _instance_bytes(instance: object, i: int) -> bytes:
 def predict(name: str, version: str | None = None):
     """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...]}."""
     check_model(name, version)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError("body must be JSON: {\"instances\": [{\"b64\": \"...\"}]}")
+    body = json_object('{"instances": [{"b64": "..."}]}')
     instances = body.get("instances", body.get("inputs"))
     if not isinstance(instances, list) or not instances:
         raise ApiError("'instances' must be a non-empty list")
-
-    limit = int(current_app.config["MAX_IMAGES_PER_REQUEST"])
-    if len(instances) > limit:
-        raise ApiError(f"too many instances in one request: {len(instances)} (limit {limit})")
+    check_count(len(instances))
     items = [(None, _instance_bytes(inst, i)) for i, inst in enumerate(instances)]
     result = classify(decode_all(items))
     return jsonify(predictions=result.probabilities.astype(float).tolist())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify
 
 from app.classify import check_model, classify
 from app.errors import ApiError
-from app.inputs import b64decode, decode_all
+from app.inputs import b64decode, check_count, decode_all, json_object
 from app.model_service import get_service
 from model_store import MODEL_NAME
 
@@ -72,9 +72,7 @@ def _input_items(body: dict) -> list[tuple[None, bytes]]:
     shape = tensor.get("shape")
     if shape is not None and (not isinstance(shape, list) or shape[:1] != [len(data)]):
         raise ApiError(f"input shape {shape} does not match {len(data)} data elements")
-    limit = int(current_app.config["MAX_IMAGES_PER_REQUEST"])
-    if len(data) > limit:
-        raise ApiError(f"too many images in one request: {len(data)} (limit {limit})")
+    check_count(len(data))
     return [(None, b64decode(value, f"data[{i}]")) for i, value in enumerate(data)]
 
 
@@ -83,9 +81,7 @@ def _input_items(body: dict) -> list[tuple[None, bytes]]:
 def infer(name: str, version: str | None = None):
     """BYTES input of base64 image files -> FP32 probabilities [N, classes]."""
     check_model(name, version)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError("body must be a JSON inference request")
+    body = json_object('{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["<base64>"]}]}')
     result = classify(decode_all(_input_items(body)))
     probs = result.probabilities
     response = {

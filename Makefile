@@ -33,7 +33,7 @@ demo-model: install
 		data="$(DATA)"; \
 		if [ -z "$$data" ]; then $(BIN)/python -m training download --dest data/cats_dogs && data=data/cats_dogs; fi; \
 		$(BIN)/python -m training train --data-dir "$$data" --val-split 0.2 --model-store $(MODEL_STORE) \
-			--epochs 6 --warmup-epochs 1 --max-per-class 1000 --verbose 2; \
+			--epochs 6 --warmup-epochs 1 --bn-momentum 0.9 --max-per-class 1000 --verbose 2; \
 	fi
 
 demo: demo-model

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     steps = max(1, len(train_set.images) // batch)
 
     with strategy.scope():
-        model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout)
+        model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
+                              bn_momentum=args.bn_momentum)
         model.compile(
             optimizer=_optimizer(args, steps),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
@@ -144,7 +145,7 @@ def _metadata(args, train_set, val_set, summary: dict, seconds: float, strategy)
         },
         "hyperparameters": {k: getattr(args, k) for k in (
             "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",
-            "dropout", "patience", "seed")},
+            "dropout", "bn_momentum", "patience", "seed")},
         "training_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(1, summary["epochs_run"]), 1),
         "replicas": strategy.num_replicas_in_sync,
@@ -168,6 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-epochs", type=float, default=2.0)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--bn-momentum", type=float, default=0.99,
+                        help="BatchNorm moving-average momentum (lower adapts faster in short runs)")
     parser.add_argument("--patience", type=int, default=10, help="EarlyStopping patience in epochs")
     parser.add_argument("--max-per-class", type=int, help="use at most this many training images per class")
     parser.add_argument("--seed", type=int, default=1337)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -23,8 +23,6 @@ def _wants_html() -> bool:
 
 def _response(message: str, status: int, headers: dict | None = None):
     if _wants_html():
-        from flask import render_template
-
         body = render_template("result.html", results=[], error=message)
         return body, status, headers or {}
     resp = jsonify(error=message)

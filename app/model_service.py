@@ -42,15 +42,12 @@ class ModelService:
         self._lock = threading.Lock()
 
     # -- loading --------------------------------------------------------------------------------
-    def _sync(self) -> str:
-        self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"))
-        return self.local_store
-
     def _wanted_version(self) -> int | None:
-        store = self._sync()
-        pinned = self.config.get("MODEL_VERSION")
+        pinned = int(self.config["MODEL_VERSION"]) if self.config.get("MODEL_VERSION") else None
+        # For gs:// stores this downloads the pinned version, or else the newest one.
+        store = self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"), pinned)
         if pinned:
-            return int(pinned)
+            return pinned
         candidates = [v for v in model_store.list_versions(store) if self.states.get(v, {}).get("state") != "END"]
         return candidates[-1] if candidates else None
 

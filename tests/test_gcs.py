@@ -48,6 +48,15 @@ def test_publish_then_serve_from_bucket(gcs, trained_store, tmp_path):
     finally:
         app.extensions["model_service"].stop()
 
+    # MODEL_VERSION pins an older remote version: that one is downloaded and served.
+    pinned = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(tmp_path / "cache2"), "MODEL_VERSION": 1,
+                         "MODEL_POLL_SECONDS": 0})
+    try:
+        assert pinned.test_client().get("/readyz").json["model_version"] == "1"
+        assert not (tmp_path / "cache2" / "alexnet" / "2").exists()
+    finally:
+        pinned.extensions["model_service"].stop()
+
 
 def test_incomplete_remote_version_is_ignored(gcs, trained_store, tmp_path):
     main(["publish", "--model-store", str(trained_store), "--to", gcs])

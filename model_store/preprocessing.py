@@ -64,17 +64,22 @@ def open_image(data: bytes) -> Image.Image:
     return img
 
 
-def preprocess_image(image: bytes | Image.Image) -> np.ndarray:
-    """Turn image bytes or a PIL image into a 227x227x3 float32 RGB array (0-255)."""
-    img = open_image(image) if isinstance(image, (bytes, bytearray, memoryview)) else image
+def preprocess_image(image: bytes | Image.Image, dtype: type = np.float32) -> np.ndarray:
+    """Turn image bytes or a PIL image into a 227x227x3 RGB array (0-255), float32 or (same pixels) uint8."""
+    ours = isinstance(image, (bytes, bytearray, memoryview))
+    img = open_image(image) if ours else image
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP: first frame
-        img = ImageOps.exif_transpose(img)
+        if ours:
+            # In place: the copying variant duplicates every upright image (~3% of a request's CPU).
+            ImageOps.exif_transpose(img, in_place=True)
+        else:
+            img = ImageOps.exif_transpose(img)  # never modify the caller's image
         img = _to_rgb(img)
         if img.size != IMAGE_SIZE:
             img = img.resize(IMAGE_SIZE, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        arr = np.asarray(img, dtype=np.float32)
+        arr = np.asarray(img, dtype=dtype)
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"cannot decode image: {exc}") from exc
     if arr.shape != (*IMAGE_SIZE[::-1], 3):
@@ -82,7 +87,7 @@ def preprocess_image(image: bytes | Image.Image) -> np.ndarray:
     return arr
 
 
-def load_image_file(path: str) -> np.ndarray:
+def load_image_file(path: str, dtype: type = np.float32) -> np.ndarray:
     """Read a file from disk and preprocess it exactly as serving does."""
     with open(path, "rb") as fh:
-        return preprocess_image(fh.read())
+        return preprocess_image(fh.read(), dtype)

@@ -55,3 +55,21 @@ def test_bytes_and_pil_give_same_array():
     from PIL import Image as PILImage
 
     np.testing.assert_array_equal(preprocess_image(data), preprocess_image(PILImage.open(io.BytesIO(data))))
+
+
+@pytest.mark.parametrize("name,data", sorted(images.valid_images().items()))
+def test_uint8_output_is_the_same_pixels(name, data):
+    as_uint8 = preprocess_image(data, np.uint8)
+    assert as_uint8.dtype == np.uint8
+    np.testing.assert_array_equal(as_uint8.astype(np.float32), preprocess_image(data))
+
+
+def test_callers_image_is_not_modified():
+    img = images.gradient((300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    import io
+
+    tagged = Image.open(io.BytesIO(images.encode(img, "PNG", exif=exif)))
+    preprocess_image(tagged)
+    assert tagged.size == (300, 200) and tagged.getexif().get(0x0112) == 6

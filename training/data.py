@@ -64,7 +64,7 @@ def list_files(
 
 def _load_one(path: str) -> np.ndarray | None:
     try:
-        return load_image_file(path).astype(np.uint8)
+        return load_image_file(path, np.uint8)
     except (InvalidImageError, OSError) as exc:
         log.debug("skipping %s: %s", path, exc)
         return None

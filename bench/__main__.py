@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import load, report
-from bench.server import ROOT, free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
+from bench.cpu import CpuMeter
+from bench.server import ROOT, children, free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
 
 SHARED_VAL = ROOT.parent / "shared" / "data" / "cats_dogs" / "validation"
 
@@ -28,10 +29,15 @@ def _serve_and_drive(proc_factory, bodies, levels, requests) -> dict:
         ready_s = time.monotonic() - started
         load.run_level(base, bodies, 2, 20)  # connection set-up, first requests
         results = []
+        meter = CpuMeter(max(children(proc.pid), default=proc.pid))
         for clients in levels:
+            meter.start()
             results.append(load.run_level(base, bodies, clients, requests))
+            results[-1].update(meter.stop(results[-1]["ok"]))
+            cpu = ", ".join(f"{k} {v:.1f}" for k, v in results[-1]["cpu_ms_per_image"].items())
             print(f"  {clients:>3} clients: {results[-1]['img_per_s']:.1f} img/s, p50 {results[-1]['p50_ms']:.1f} ms, "
-                  f"p99 {results[-1]['p99_ms']:.1f} ms, errors {results[-1]['errors']}", flush=True)
+                  f"p99 {results[-1]['p99_ms']:.1f} ms, errors {results[-1]['errors']}; CPU ms/img: {cpu}, "
+                  f"idle {results[-1]['idle_pct']:.1f}%", flush=True)
         rss = worker_rss_mb(proc.pid)
     finally:
         stop(proc)
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}",
+        "cores": os.cpu_count(),
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "requests_per_level": args.requests, "server_env": extra, "raw": raw, "ours": ours, "naive": naive,
         "checks": _checks(raw, ours, naive) if naive["levels"] else [],

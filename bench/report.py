@@ -26,6 +26,7 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | {lvl['clients']} | {lvl['img_per_s']:.1f} | {lvl['p50_ms']:.1f} | "
                          f"{lvl['p95_ms']:.1f} | {lvl['p99_ms']:.1f} | {lvl['errors']} | {srv['rss_mb']:.0f} | "
                          f"{srv['ready_s']:.1f} |")
+    lines += _cpu_table(result)
     lines += ["", "| raw model (tf.function, in-process) | batch | img/s | ms per call |", "|---|---:|---:|---:|"]
     for bs, m in raw["by_batch"].items():
         lines.append(f"| | {bs} | {m['img_per_s']:.1f} | {m['ms_per_call']:.1f} |")
@@ -33,6 +34,24 @@ def markdown(result: dict) -> str:
     for c in result["checks"]:
         lines.append(f"| {c['name']} | {c['value']:.3g} | {c['target']} | {'yes' if c['ok'] else 'NO'} |")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_table(result: dict) -> list[str]:
+    # CPU per served image by thread group: with every core busy, img/s = cores * 1000 / (sum of the row).
+    rows = [(name, lvl) for name in ("ours", "naive") for lvl in result[name]["levels"] if "cpu_ms_per_image" in lvl]
+    if not rows:
+        return []
+    keys = list(dict.fromkeys(k for _, lvl in rows for k in lvl["cpu_ms_per_image"]))
+    cores = result.get("cores") or 1
+    lines = ["", f"CPU ms per image by thread group ({cores} cores; 'bound' = img/s if no core ever idled):", "",
+             f"| server | clients | {' | '.join(keys)} | total | idle % | bound img/s |",
+             "|---|---:|" + "---:|" * (len(keys) + 3)]
+    for name, lvl in rows:
+        cpu = lvl["cpu_ms_per_image"]
+        total = sum(cpu.values())
+        lines.append(f"| {name} | {lvl['clients']} | {' | '.join(f'{cpu.get(k, 0):.2f}' for k in keys)} | "
+                     f"{total:.2f} | {lvl['idle_pct']:.1f} | {cores * 1000 / total:.1f} |")
+    return lines
 
 
 def plot(result: dict, out: str | Path) -> None:

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-seconds", type=float, default=6.0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true",
+                        help="skip the no-model floor servers (HTTP only, HTTP + decode)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for our server (tuning runs), repeatable")
     args = parser.parse_args(argv)
@@ -104,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         print("naive server (global model, model.predict per request, gthread 1x8) ...", flush=True)
         naive = _serve_and_drive(lambda port: _naive(store, port), bodies, levels, args.requests)
 
+    floors = {}
+    if not args.skip_floor:
+        for name, decode in (("floor_http", "0"), ("floor_http_decode", "1")):
+            print(f"{name}: same gunicorn, no model, {'parse + decode' if decode == '1' else 'parse only'} ...",
+                  flush=True)
+            floors[name] = _serve_and_drive(
+                lambda port, d=decode: start_gunicorn(store, port, {"FLOOR_DECODE": d}, app="bench.floor_app:app",
+                                                      output=subprocess.DEVNULL), bodies, levels, args.requests)
+
     result = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}",
@@ -112,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "requests_per_level": args.requests, "server_env": extra, "raw": raw, "ours": ours, "naive": naive,
         "checks": _checks(raw, ours, naive) if naive["levels"] else [],
     }
+    result.update(floors)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(store: str, batch_sizes: list[int], seconds: float) -> dict:
@@ -26,12 +32,13 @@ def measure(store: str, batch_sizes: list[int], seconds: float) -> dict:
         x = tf.constant(np.random.default_rng(0).uniform(0, 255, (bs, 227, 227, 3)).astype("float32"))
         for _ in range(3):
             forward(x).numpy()  # trace + warm oneDNN for this shape
-        calls, started = 0, time.perf_counter()
+        calls, started, cpu0 = 0, time.perf_counter(), _cpu_seconds()
         while time.perf_counter() - started < seconds or calls < 3:
             forward(x).numpy()
             calls += 1
-        elapsed = time.perf_counter() - started
-        out[str(bs)] = {"img_per_s": bs * calls / elapsed, "ms_per_call": 1000 * elapsed / calls}
+        elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu0
+        out[str(bs)] = {"img_per_s": bs * calls / elapsed, "ms_per_call": 1000 * elapsed / calls,
+                        "cpu_ms_per_image": 1000 * cpu / (bs * calls)}
     best = max(out, key=lambda k: out[k]["img_per_s"])
     return {"model_version": version, "by_batch": out, "batch1_ms": out["1"]["ms_per_call"],
             "batch1_img_per_s": out["1"]["img_per_s"], "best_batch": int(best),

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+SERVERS = ("ours", "naive", "floor_http", "floor_http_decode")
+
 
 def markdown(result: dict) -> str:
     """Tables: server levels, raw ceiling, the checks."""
@@ -20,16 +22,18 @@ def markdown(result: dict) -> str:
         "| server | clients | img/s | p50 ms | p95 ms | p99 ms | errors | worker RSS MB | ready s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("ours", "naive"):
+    for name in (n for n in SERVERS if n in result):
         srv = result[name]
         for lvl in srv["levels"]:
             lines.append(f"| {name} | {lvl['clients']} | {lvl['img_per_s']:.1f} | {lvl['p50_ms']:.1f} | "
                          f"{lvl['p95_ms']:.1f} | {lvl['p99_ms']:.1f} | {lvl['errors']} | {srv['rss_mb']:.0f} | "
                          f"{srv['ready_s']:.1f} |")
     lines += _cpu_table(result)
-    lines += ["", "| raw model (tf.function, in-process) | batch | img/s | ms per call |", "|---|---:|---:|---:|"]
+    lines += ["", "| raw model (tf.function, in-process) | batch | img/s | ms per call | CPU ms per image |",
+              "|---|---:|---:|---:|---:|"]
     for bs, m in raw["by_batch"].items():
-        lines.append(f"| | {bs} | {m['img_per_s']:.1f} | {m['ms_per_call']:.1f} |")
+        cpu = f"{m['cpu_ms_per_image']:.2f}" if "cpu_ms_per_image" in m else "-"
+        lines.append(f"| | {bs} | {m['img_per_s']:.1f} | {m['ms_per_call']:.1f} | {cpu} |")
     lines += ["", "| check | value | target | pass |", "|---|---:|---:|:---:|"]
     for c in result["checks"]:
         lines.append(f"| {c['name']} | {c['value']:.3g} | {c['target']} | {'yes' if c['ok'] else 'NO'} |")
@@ -38,12 +42,14 @@ def markdown(result: dict) -> str:
 
 def _cpu_table(result: dict) -> list[str]:
     # CPU per served image by thread group: with every core busy, img/s = cores * 1000 / (sum of the row).
-    rows = [(name, lvl) for name in ("ours", "naive") for lvl in result[name]["levels"] if "cpu_ms_per_image" in lvl]
+    rows = [(name, lvl) for name in SERVERS if name in result for lvl in result[name]["levels"]
+            if "cpu_ms_per_image" in lvl]
     if not rows:
         return []
     keys = list(dict.fromkeys(k for _, lvl in rows for k in lvl["cpu_ms_per_image"]))
     cores = result.get("cores") or 1
-    lines = ["", f"CPU ms per image by thread group ({cores} cores; 'bound' = img/s if no core ever idled):", "",
+    lines = ["", f"CPU ms per image by thread group ({cores} cores; idle = CPU used by neither the server nor "
+             "the load generator; 'bound' = img/s if no core ever idled):", "",
              f"| server | clients | {' | '.join(keys)} | total | idle % | bound img/s |",
              "|---|---:|" + "---:|" * (len(keys) + 3)]
     for name, lvl in rows:

@@ -3,18 +3,13 @@
 import os
 
 import numpy as np
-from flask import Flask, jsonify, request
+from flask import jsonify, request
 
+from bench.baseline import bare_app
 from model_store import preprocess_image
 
 DECODE = os.environ.get("FLOOR_DECODE", "1") == "1"
-app = Flask(__name__)
-
-
-@app.get("/readyz")
-def ready():
-    """Always ready once imported."""
-    return "ok"
+app = bare_app(__name__)
 
 
 @app.post("/predict")

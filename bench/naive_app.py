@@ -5,21 +5,16 @@ import os
 
 import keras
 import numpy as np
-from flask import Flask, jsonify, request
+from flask import jsonify, request
 
 import model_store
+from bench.baseline import bare_app
 
 STORE = os.environ.get("MODEL_STORE", "model_store")
 _version = model_store.latest_version(STORE)
 model = keras.models.load_model(model_store.version_dir(STORE, _version) / model_store.MODEL_FILE, compile=False)
 CLASSES = model_store.read_metadata(STORE, _version)["class_names"]
-app = Flask(__name__)
-
-
-@app.get("/readyz")
-def ready():
-    """Always ready once imported."""
-    return "ok"
+app = bare_app(__name__)
 
 
 @app.post("/predict")

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             floors[name] = _serve_and_drive(
                 lambda port, d=decode: start_gunicorn(store, port, {"FLOOR_DECODE": d}, app="bench.floor_app:app",
-                                                      output=subprocess.DEVNULL), bodies, levels, args.requests)
+                                                      output=subprocess.DEVNULL), bodies, levels,
+                args.requests * 10)  # 10x: at ~1,000 req/s a level must last long enough for /proc's 10 ms ticks
 
     result = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

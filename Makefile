@@ -42,7 +42,7 @@ demo: demo-model
 # The full recipe on the shared 2,000 photos, validated on the 500 shared validation photos.
 train: install
 	$(BIN)/python -m training train --data-dir $(or $(DATA),$(SHARED)/train) \
-		--val-dir $(SHARED)/validation --model-store $(MODEL_STORE) --epochs 30 --learning-rate 5e-4
+		--val-dir $(SHARED)/validation --model-store $(MODEL_STORE) --epochs 40 --learning-rate 5e-4 --bn-momentum 0.9
 
 evaluate: install
 	$(BIN)/python -m training evaluate --model-store $(MODEL_STORE) --data-dir $(SHARED)/validation

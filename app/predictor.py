@@ -43,7 +43,7 @@ class Predictor:
         """Probabilities (N, classes) for preprocessed images (N, 227, 227, 3), uint8 or float32 0-255."""
         if images.dtype not in self._forward:
             images = images.astype(np.float32)
-        forward = self._forward[np.dtype(images.dtype)]
+        forward = self._forward[images.dtype]
         # No padding to fixed batch shapes: measured here, a batch size seen for the first time costs
         # no more than a repeat, while padding 17 images to 32 nearly doubled the work.
         out = [forward(images[i:i + self.max_batch]).numpy() for i in range(0, len(images), self.max_batch)]

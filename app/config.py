@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from model_store.tta import check_mode
+
 DEFAULTS: dict[str, object] = {
     "MODEL_STORE": "model_store",        # local folder or gs://bucket/prefix
     "MODEL_CACHE_DIR": None,             # where gs:// versions are downloaded (default: a temp folder)
@@ -16,6 +18,7 @@ DEFAULTS: dict[str, object] = {
     "MAX_QUEUE": 256,                    # images waiting for the model -> 503 beyond
     "MAX_QUEUE_SECONDS": 10.0,           # an image waiting longer than this gets a 503
     "REQUEST_TIMEOUT_SECONDS": 30.0,
+    "TTA": "none",                       # "flip": average each photo and its mirror (2x model work)
 }
 
 _INT = {"MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
@@ -34,4 +37,5 @@ def from_env(environ: dict | None = None) -> dict:
             out[key] = int(raw) if key in _INT else float(raw) if key in _FLOAT else raw
         except ValueError as exc:
             raise ValueError(f"environment variable {key}={raw!r} is not a number") from exc
+    out["TTA"] = check_mode(str(out["TTA"]))
     return out

@@ -54,7 +54,8 @@ class ModelService:
     def _load(self, version: int) -> Predictor:
         self.states[version] = {"state": "LOADING", "error_message": ""}
         try:
-            predictor = load_predictor(self.local_store, version, int(self.config["BATCH_MAX_SIZE"]))
+            predictor = load_predictor(self.local_store, version, int(self.config["BATCH_MAX_SIZE"]),
+                                       str(self.config.get("TTA") or "none"))
         except (ModelLoadError, FileNotFoundError) as exc:
             self.states[version] = {"state": "END", "error_message": str(exc), "failed": True}
             metrics.MODEL_LOADS.labels(outcome="failed").inc()

@@ -38,9 +38,13 @@ class Predictor:
     _forward: dict  # numpy dtype -> concrete tf.function
     max_batch: int
     warmup_seconds: float = 0.0
+    tta: str = "none"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for preprocessed images (N, 227, 227, 3), uint8 or float32 0-255."""
+        return model_store.predict_tta(self._predict, images, self.tta)
+
+    def _predict(self, images: np.ndarray) -> np.ndarray:
         if images.dtype not in self._forward:
             images = images.astype(np.float32)
         forward = self._forward[images.dtype]
@@ -50,7 +54,7 @@ class Predictor:
         return out[0] if len(out) == 1 else np.concatenate(out)
 
 
-def load_predictor(store: str | Path, version: int, max_batch: int = 32) -> Predictor:
+def load_predictor(store: str | Path, version: int, max_batch: int = 32, tta: str = "none") -> Predictor:
     """Load alexnet.h5 + metadata.json of one version, check them, and warm every batch shape."""
     import keras
     import tensorflow as tf
@@ -77,7 +81,7 @@ def load_predictor(store: str | Path, version: int, max_batch: int = 32) -> Pred
     forwards = {np.dtype(dt.as_numpy_dtype): fn.get_concrete_function(tf.TensorSpec([None, *expected_in[1:]], dt))
                 for dt in (tf.uint8, tf.float32)}
 
-    predictor = Predictor(version, metadata, class_names, forwards, max_batch)
+    predictor = Predictor(version, metadata, class_names, forwards, max_batch, tta=model_store.tta.check_mode(tta))
     started = time.monotonic()
     sizes = warmup_sizes(max_batch)
     for dtype, batch_sizes in ((np.uint8, sizes), (np.float32, [1])):

@@ -19,6 +19,7 @@ from model_store.preprocessing import (
     load_image_file,
     preprocess_image,
 )
+from model_store.tta import TTA_MODES, predict_tta
 from model_store.remote import is_remote, local_copy, remote_versions, upload_version
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "MODEL_FILE",
     "MODEL_NAME",
     "PREPROCESSING_SPEC",
+    "TTA_MODES",
     "InvalidImageError",
     "ModelNotFoundError",
     "is_remote",
@@ -36,6 +38,7 @@ __all__ = [
     "upload_version",
     "list_versions",
     "load_image_file",
+    "predict_tta",
     "preprocess_image",
     "publish",
     "read_metadata",

@@ -34,8 +34,14 @@ class ImageSet:
         return {name: int((self.labels == i).sum()) for i, name in enumerate(self.class_names)}
 
 
-def class_names_of(data_dir: str | os.PathLike) -> list[str]:
-    """Sorted subfolder names of a folder-per-class dataset."""
+def class_names_of(data_dir: str | os.PathLike | list) -> list[str]:
+    """Sorted subfolder names of a folder-per-class dataset (several folders must have the same classes)."""
+    if isinstance(data_dir, (list, tuple)):
+        names = [class_names_of(d) for d in data_dir]
+        for d, n in zip(data_dir[1:], names[1:], strict=True):
+            if n != names[0]:
+                raise ValueError(f"class folders of {d} ({n}) differ from those of {data_dir[0]} ({names[0]})")
+        return names[0]
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
@@ -46,16 +52,18 @@ def class_names_of(data_dir: str | os.PathLike) -> list[str]:
 
 
 def list_files(
-    data_dir: str | os.PathLike, class_names: list[str], max_per_class: int | None = None, seed: int = 1337
+    data_dir: str | os.PathLike | list, class_names: list[str], max_per_class: int | None = None,
+    seed: int = 1337,
 ) -> list[tuple[str, int]]:
-    """(path, label) pairs for every image file under each class folder."""
+    """(path, label) pairs for every image file under each class folder of one or several datasets."""
+    dirs = list(data_dir) if isinstance(data_dir, (list, tuple)) else [data_dir]
     pairs: list[tuple[str, int]] = []
     rng = random.Random(seed)
     for label, name in enumerate(class_names):
-        folder = Path(data_dir) / name
         files = sorted(
-            str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        ) if folder.is_dir() else []
+            str(p) for d in dirs if (Path(d) / name).is_dir()
+            for p in (Path(d) / name).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
         if max_per_class is not None and len(files) > max_per_class:
             files = sorted(rng.sample(files, max_per_class))
         pairs.extend((f, label) for f in files)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_store import InvalidImageError, load_image_file
+from model_store import TTA_MODES, InvalidImageError, load_image_file
 from training import data, plots
 from training.inference import load_version, predict_arrays
 
@@ -36,15 +36,15 @@ def evaluate(args: argparse.Namespace) -> int:
     image_set = data.load_folder(args.data_dir, class_names)
     if len(image_set.images) == 0:
         raise SystemExit(f"no readable images under {args.data_dir}")
-    probs = predict_arrays(model, image_set.images, args.batch_size)
+    probs = predict_arrays(model, image_set.images, args.batch_size, args.tta)
     report = metrics(image_set.labels, probs.argmax(axis=1), class_names)
-    report.update(model_version=version, data_dir=str(args.data_dir), skipped_unreadable=len(image_set.skipped))
+    report.update(model_version=version, tta=args.tta, data_dir=str(args.data_dir), skipped_unreadable=len(image_set.skipped))
     out = Path(args.output_dir or f"evaluation/v{version}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     plots.confusion_matrix(report["confusion_matrix"], class_names, out / "confusion_matrix.png")
 
-    print(f"model version {version}: accuracy {report['accuracy']:.4f} on {report['count']} images "
+    print(f"model version {version}: accuracy {report['accuracy']:.4f} on {report['count']} images, TTA {args.tta} "
           f"({len(image_set.skipped)} unreadable skipped)")
     print(f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for name, m in report["per_class"].items():
@@ -84,6 +84,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", type=int, help="default: newest")
     parser.add_argument("--data-dir", required=True, help="folder with one subfolder per class")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tta", default="none", choices=TTA_MODES,
+                        help="test-time augmentation: flip averages each photo and its mirror")
     parser.add_argument("--output-dir", help="where metrics.json and confusion_matrix.png go "
                         "(default evaluation/v<N>)")
     parser.set_defaults(func=evaluate)

@@ -17,9 +17,13 @@ def load_version(store: str, version: int | None = None) -> tuple[keras.Model, d
     return model, model_store.read_metadata(store, version), version
 
 
-def predict_arrays(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities for an NHWC batch of preprocessed images (0-255)."""
+def predict_arrays(model: keras.Model, images: np.ndarray, batch_size: int = 32, tta: str = "none") -> np.ndarray:
+    """Class probabilities for an NHWC batch of preprocessed images (0-255), optionally with TTA."""
     forward = tf.function(lambda x: model(x, training=False), autograph=False)
-    out = [forward(tf.cast(images[i:i + batch_size], tf.float32)).numpy()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return forward(tf.cast(x, tf.float32)).numpy()
+
+    out = [model_store.predict_tta(run, np.asarray(images[i:i + batch_size]), tta)
            for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)

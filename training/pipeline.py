@@ -1,49 +1,95 @@
-"""tf.data pipelines: augmentation for training, plain batches for evaluation."""
+"""tf.data pipelines: seeded per-epoch shuffling and batch augmentation for training, plain batches for eval."""
 
 from __future__ import annotations
 
-import keras
+import math
+
 import numpy as np
 import tensorflow as tf
-from keras import layers
+
+# Random resized crops: area fraction and aspect-ratio range of the crop, then resized back to full size.
+CROP_SCALE = (0.35, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+BRIGHTNESS = 0.1  # +-10% of the 0-255 range
+CONTRAST = 0.2  # factor in [0.8, 1.2]
 
 
-def build_augmenter(seed: int = 1337) -> keras.Sequential:
-    """Random flip, small rotation, zoom-in crops, shifts and contrast/brightness jitter."""
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.04, fill_mode="reflect", seed=seed),
-            # Zooming in by up to 25% is a random crop of 80-100% of the picture.
-            layers.RandomZoom((-0.25, 0.0), fill_mode="reflect", seed=seed),
-            layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed),
-            layers.RandomContrast(0.2, seed=seed),
-            layers.RandomBrightness(0.15, value_range=(0.0, 255.0), seed=seed),
-        ],
-        name="augment",
-    )
+def augment_params(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crop boxes ([y1, x1, y2, x2], normalised, x swapped = mirrored) and [brightness, contrast] per image."""
+    scale = rng.uniform(*CROP_SCALE, n)
+    ratio = np.exp(rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), n))
+    w = np.minimum(1.0, np.sqrt(scale * ratio))
+    h = np.minimum(1.0, np.sqrt(scale / ratio))
+    y1 = rng.uniform(0, 1, n) * (1 - h)
+    x1 = rng.uniform(0, 1, n) * (1 - w)
+    boxes = np.stack([y1, x1, y1 + h, x1 + w], axis=1)
+    # crop_and_resize mirrors a crop whose x1 > x2: the horizontal flip costs nothing extra.
+    flip = rng.uniform(0, 1, n) < 0.5
+    boxes[flip] = boxes[flip][:, [0, 3, 2, 1]]
+    jitter = np.stack([rng.uniform(-BRIGHTNESS, BRIGHTNESS, n) * 255.0,
+                       rng.uniform(1 - CONTRAST, 1 + CONTRAST, n)], axis=1)
+    return boxes.astype(np.float32), jitter.astype(np.float32)
+
+
+def _augment(images: tf.Tensor, boxes: tf.Tensor, jitter: tf.Tensor) -> tf.Tensor:
+    x = tf.cast(images, tf.float32)
+    size = tf.shape(x)[1:3]
+    x = tf.image.crop_and_resize(x, boxes, tf.range(tf.shape(x)[0]), size, method="bilinear")
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    x = (x - mean) * jitter[:, 1, None, None, None] + mean + jitter[:, 0, None, None, None]
+    return tf.clip_by_value(x, 0.0, 255.0)
+
+
+class EpochBatches:
+    """Yields each epoch's shuffled batches (uint8 pixels + augmentation parameters), seeded by epoch."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: bool):
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.seed, self.augment = seed, augment
+        self.epoch = 0  # the next epoch to yield; set it to resume mid-run with the same data order
+
+    def steps(self) -> int:
+        """Full batches per epoch (the last partial one is dropped)."""
+        return max(1, len(self.images) // self.batch_size)
+
+    def __call__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(len(self.images))
+        bs = min(self.batch_size, len(order))
+        for step in range(self.steps()):
+            # Sorted indices read the memmap front to back; order inside a batch does not matter.
+            idx = np.sort(order[step * bs:(step + 1) * bs])
+            boxes, jitter = augment_params(rng, len(idx))
+            yield self.images[idx], boxes, jitter, self.labels[idx]
 
 
 def train_dataset(
-    images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, seed: int = 1337
+    images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, seed: int = 1337,
+    start_epoch: int = 0,
 ) -> tf.data.Dataset:
-    """Shuffled, augmented, one-hot batches (augmentation runs per batch on the CPU)."""
-    augment = build_augmenter(seed)
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=len(images) >= batch_size)
-    ds = ds.map(
-        lambda x, y: (
-            tf.clip_by_value(augment(tf.cast(x, tf.float32), training=True), 0.0, 255.0),
-            tf.one_hot(y, num_classes),
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    """Shuffled, augmented, one-hot float32 batches; epoch k is the same whether run straight or resumed."""
+    source = EpochBatches(images, labels, batch_size, seed, augment=True)
+    source.epoch = start_epoch
+    h, w, c = images.shape[1:]
+    ds = tf.data.Dataset.from_generator(source, output_signature=(
+        tf.TensorSpec((None, h, w, c), tf.uint8), tf.TensorSpec((None, 4), tf.float32),
+        tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.int32)))
+    ds = ds.map(lambda x, b, j, y: (_augment(x, b, j), tf.one_hot(y, num_classes)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(2)
 
 
 def eval_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int) -> tf.data.Dataset:
     """Batches exactly as preprocess_image produced them (float32 0-255), one-hot labels."""
-    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    n = len(images)
+
+    def batches():
+        for i in range(0, n, batch_size):
+            yield np.asarray(images[i:i + batch_size]), labels[i:i + batch_size]
+
+    h, w, c = images.shape[1:]
+    ds = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, h, w, c), tf.uint8), tf.TensorSpec((None,), tf.int32)))
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(2)

@@ -7,7 +7,8 @@ import csv
 import json
 import logging
 import platform
-import tempfile
+import resource
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ import PIL
 import tensorflow as tf
 
 import model_store
-from training import data, pipeline, plots
+from training import cache, data, pipeline, plots, precision, resume
 from training.model import build_alexnet
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,11 @@ def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
         val_pairs = data.list_files(args.val_dir, class_names, None, args.seed)
     else:
         pairs, val_pairs = data.split_pairs(pairs, args.val_split, args.seed)
-    train_set = data.load_image_set(pairs, class_names)
-    val_set = data.load_image_set(val_pairs, class_names)
+    cache_dir = None if args.no_cache else (args.cache_dir or cache.default_cache_dir())
+    started = time.time()
+    train_set = cache.load_cached(pairs, class_names, cache_dir)
+    val_set = cache.load_cached(val_pairs, class_names, cache_dir)
+    log.info("data ready in %.1f s", time.time() - started)
     if len(train_set.images) == 0 or len(val_set.images) == 0:
         raise SystemExit(f"no readable images: train={len(train_set.images)} validation={len(val_set.images)}")
     log.info("train %s, validation %s, skipped %d unreadable", train_set.counts(), val_set.counts(),
@@ -71,17 +75,71 @@ def _best_epoch(history_path: Path) -> dict:
             "best_val_accuracy": float(best["val_accuracy"]), "best_val_loss": float(best["val_loss"])}
 
 
+class EpochSpeed(keras.callbacks.Callback):
+    """Training img/s of each epoch, validation excluded."""
+
+    def __init__(self, images_per_epoch: int):
+        super().__init__()
+        self.images_per_epoch, self.rates, self._t0 = images_per_epoch, [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.rates.append(self.images_per_epoch / (time.perf_counter() - self._t0))
+        log.info("epoch train speed %.1f img/s", self.rates[-1])
+
+    def steady(self) -> float | None:
+        """Median img/s of the epochs after the first (which pays for graph building), if any."""
+        rates = self.rates[1:] or self.rates
+        return float(np.median(rates)) if rates else None
+
+
+def _pick_precision(args, strategy, train_ds, num_classes: int) -> tuple[precision.Mode, dict[str, float]]:
+    x, y = next(iter(train_ds))
+    build = lambda: build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes)  # noqa: E731
+    if strategy.num_replicas_in_sync > 1 or tf.config.list_physical_devices("GPU"):
+        return precision.Mode("mixed_float16", "mixed_float16", False), {}
+    names = precision.candidates() if args.precision == "auto" else [args.precision]
+    chosen, speeds = precision.choose(build, x.numpy(), y.numpy(), names)
+    print("bare train-step speed (batch %d): %s -> training in %s" % (
+        len(x), ", ".join(f"{k} {v:.1f} img/s" for k, v in speeds.items()), chosen), flush=True)
+    return precision.mode(chosen), speeds
+
+
+def _run_settings(args: argparse.Namespace) -> dict:
+    keys = ("val_dir", "val_split", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs",
+            "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
+    return {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train, checkpoint the best epoch, then atomically publish it as a new version."""
+    """Train (resumably), checkpoint the best epoch, then atomically publish it as a new version."""
+    wall_start = time.time()
     keras.utils.set_random_seed(args.seed)
     strategy = distribution_strategy()
     train_set, val_set = _load_data(args)
     num_classes = len(train_set.class_names)
     batch = args.batch_size * strategy.num_replicas_in_sync
-    train_ds = pipeline.train_dataset(train_set.images, train_set.labels, num_classes, batch, args.seed)
+    # A gs:// store: train into a local store under the cache (so --resume finds it), upload, remove it.
+    remote = model_store.is_remote(args.model_store)
+    local_store = str(cache.default_cache_dir() / "train-store") if remote else args.model_store
+    folder = resume.run_dir(local_store, _run_settings(args))
+    state = resume.load_state(folder) if args.resume else None
+    if args.resume and state is None:
+        print(f"nothing to resume in {folder}; starting a fresh run", flush=True)
+    if state is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    first_epoch = state["epoch"] if state else 0
+    train_ds = pipeline.train_dataset(train_set.images, train_set.labels, num_classes, batch, args.seed,
+                                      start_epoch=first_epoch)
     val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
     steps = max(1, len(train_set.images) // batch)
+    mode, speeds = _pick_precision(args, strategy, pipeline.train_dataset(
+        train_set.images, train_set.labels, num_classes, batch, args.seed), num_classes)
 
+    keras.mixed_precision.set_global_policy(mode.policy)
     with strategy.scope():
         model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
                               bn_momentum=args.bn_momentum)
@@ -89,40 +147,50 @@ def run(args: argparse.Namespace) -> int:
             optimizer=_optimizer(args, steps),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
             metrics=["accuracy"],
-            jit_compile=args.jit,  # XLA: ~8% faster training steps on this CPU
+            jit_compile=mode.jit,
         )
-
-    # A gs:// store: train into a local temp store, then upload the finished version.
-    local_store = tempfile.mkdtemp(prefix="alexnet-train-") if model_store.is_remote(args.model_store) \
-        else args.model_store
-    staged = model_store.staging_dir(local_store)
-    best_weights = staged / "best.weights.h5"
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max",
-                                        save_best_only=True, save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience,
-                                      restore_best_weights=True),
-        keras.callbacks.CSVLogger(staged / "history.csv"),
-    ]
+    if state:
+        resume.restore(model, folder, state)
+    best_weights = folder / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max",
+                                                 save_best_only=True, save_weights_only=True)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience,
+                                             restore_best_weights=True)
+    speed = EpochSpeed(steps * batch)
+    callbacks = [checkpoint, stopping, keras.callbacks.CSVLogger(folder / "history.csv", append=bool(state)),
+                 speed, resume.SaveState(folder, checkpoint, stopping, state)]
     started = time.time()
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose)
-        seconds = time.time() - started
-        model.load_weights(best_weights)  # EarlyStopping only restores when it stops early
-        best_weights.unlink()
-        model.save(staged / model_store.MODEL_FILE, include_optimizer=False)
-        summary = _best_epoch(staged / "history.csv")
-        plots.training_curves(staged / "history.csv", staged / "curves.png")
-        meta = _metadata(args, train_set, val_set, summary, seconds, strategy)
-        (staged / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        version = model_store.publish(local_store, staged)
+        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=first_epoch,
+                  callbacks=callbacks, verbose=args.verbose)
     except BaseException:
-        model_store.layout.discard(staged)
+        print(f"training interrupted; continue it with the same command plus --resume ({folder})", flush=True)
         raise
+    seconds = time.time() - started
+    model.load_weights(best_weights)  # EarlyStopping only restores when it stops early
+    best_weights.unlink()
+    resume.clear(folder)
+    model.save(folder / model_store.MODEL_FILE, include_optimizer=False)
+    summary = _best_epoch(folder / "history.csv")
+    plots.training_curves(folder / "history.csv", folder / "curves.png")
+    bare = speeds.get(mode.name)
+    summary["speed"] = {"precision": mode.name, "bare_step_img_s": speeds,
+                        "train_img_s": speed.steady(),
+                        "pipeline_ratio": round(speed.steady() / bare, 3) if bare and speed.steady() else None,
+                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                        "wall_seconds": round(time.time() - wall_start, 1)}
+    meta = _metadata(args, train_set, val_set, summary, seconds, strategy)
+    (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    version = model_store.publish(local_store, folder)
     where = model_store.version_dir(local_store, version)
-    if model_store.is_remote(args.model_store):
+    if remote:
         version = model_store.upload_version(local_store, version, args.model_store)
+        shutil.rmtree(local_store, ignore_errors=True)
         where = f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}"
+    sp = summary["speed"]
+    print(f"precision {sp['precision']}: training {sp['train_img_s'] or 0:.1f} img/s, bare step "
+          f"{bare or 0:.1f} img/s (pipeline/bare {sp['pipeline_ratio']}); peak RSS {sp['peak_rss_mb']} MB; "
+          f"wall {sp['wall_seconds'] / 60:.1f} min")
     print(f"published {where} "
           f"(best val_accuracy {summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}, "
           f"{seconds / 60:.1f} min)")
@@ -138,14 +206,14 @@ def _metadata(args, train_set, val_set, summary: dict, seconds: float, strategy)
         "preprocessing": model_store.PREPROCESSING_SPEC,
         **summary,
         "dataset": {
-            "train_dir": str(args.data_dir), "val_dir": str(args.val_dir) if args.val_dir else None,
+            "train_dirs": [str(d) for d in args.data_dir], "val_dir": str(args.val_dir) if args.val_dir else None,
             "val_split": None if args.val_dir else args.val_split,
             "train_counts": train_set.counts(), "val_counts": val_set.counts(),
             "skipped_unreadable": len(train_set.skipped) + len(val_set.skipped),
         },
         "hyperparameters": {k: getattr(args, k) for k in (
             "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",
-            "dropout", "bn_momentum", "patience", "seed")},
+            "dropout", "bn_momentum", "patience", "seed", "precision")},
         "training_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(1, summary["epochs_run"]), 1),
         "replicas": strategy.num_replicas_in_sync,
@@ -157,7 +225,8 @@ def _metadata(args, train_set, val_set, summary: dict, seconds: float, strategy)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the train command."""
-    parser.add_argument("--data-dir", required=True, help="folder with one subfolder of images per class")
+    parser.add_argument("--data-dir", required=True, action="append",
+                        help="folder with one subfolder of images per class (repeat to train on several)")
     parser.add_argument("--val-dir", help="validation folder (same classes); default: split --data-dir")
     parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out when no --val-dir")
     parser.add_argument("--model-store", default="model_store",
@@ -174,6 +243,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=10, help="EarlyStopping patience in epochs")
     parser.add_argument("--max-per-class", type=int, help="use at most this many training images per class")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--no-jit", dest="jit", action="store_false", help="disable XLA compilation")
+    parser.add_argument("--precision", default="auto", choices=("auto", *precision.MODES),
+                        help="CPU precision mode; auto races them briefly and trains in the fastest")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run of the same settings from its last finished epoch")
+    parser.add_argument("--cache-dir", help="decoded-image cache (default: ~/.cache/alexnet-service)")
+    parser.add_argument("--no-cache", action="store_true", help="decode every image again, cache nothing")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity (1 = progress bars)")
     parser.set_defaults(func=run)

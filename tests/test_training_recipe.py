@@ -1,0 +1,148 @@
+"""Multi-folder data, the decode cache, precision choice, resume and test-time augmentation."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import model_store
+from training import cache, data, pipeline, precision, resume
+from training.__main__ import main
+
+
+@pytest.fixture
+def two_folders(tmp_path, tiny_data):
+    """tiny_data's training photos split over two folders (as train + extra)."""
+    roots = [tmp_path / "a", tmp_path / "b"]
+    for cls in ("cats", "dogs"):
+        files = sorted((tiny_data["train"] / cls).iterdir())
+        for root, part in zip(roots, (files[:12], files[12:]), strict=True):
+            (root / cls).mkdir(parents=True)
+            for f in part:
+                os.symlink(f.resolve(), root / cls / f.name)
+    return roots
+
+
+def test_several_data_folders_are_merged(two_folders):
+    names = data.class_names_of(two_folders)
+    pairs = data.list_files(two_folders, names)
+    assert names == ["cats", "dogs"]
+    assert len(pairs) == 40 and sum(label for _, label in pairs) == 20
+    assert {os.path.dirname(os.path.dirname(p)) for p, _ in pairs} == {str(r) for r in two_folders}
+
+
+def test_mismatched_class_folders_are_refused(two_folders):
+    (two_folders[1] / "birds").mkdir()
+    with pytest.raises(ValueError, match="differ"):
+        data.class_names_of(two_folders)
+
+
+def test_decode_cache_hits_and_invalidates(tmp_path, two_folders, caplog, monkeypatch):
+    caplog.set_level("INFO")
+    names = data.class_names_of(two_folders)
+    pairs = data.list_files(two_folders, names)
+    first = cache.load_cached(pairs, names, tmp_path / "cache")
+    second = cache.load_cached(pairs, names, tmp_path / "cache")
+    assert "decode cache hit" in caplog.text
+    assert isinstance(second.images, np.memmap)
+    np.testing.assert_array_equal(first.images, second.images)
+    assert second.paths == first.paths and list(second.labels) == list(first.labels)
+    key = cache.cache_key(pairs, names)
+    # A changed file (new bytes, new mtime) -> a different key, so it is decoded again.
+    victim = tmp_path / "changed.jpg"
+    victim.write_bytes(open(pairs[0][0], "rb").read())
+    changed = [(str(victim), pairs[0][1]), *pairs[1:]]
+    assert cache.cache_key(changed, names) != key
+    before = cache.cache_key(changed, names)
+    os.utime(victim, ns=(1, 1))  # touched: same bytes, new mtime
+    assert cache.cache_key(changed, names) != before
+    before = cache.cache_key(changed, names)
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    assert cache.cache_key(changed, names) != before
+    # A changed preprocessing spec -> a different key.
+    monkeypatch.setitem(cache.PREPROCESSING_SPEC, "resize", "something else")
+    assert cache.cache_key(pairs, names) != key
+
+
+def test_precision_candidates_follow_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f\n")
+    assert precision.cpu_flags(info) == {"fpu", "sse2", "avx2", "avx512f"}
+    assert precision.candidates(precision.cpu_flags(info)) == ["float32", "float32-xla"]
+    assert precision.candidates({"avx512_bf16"}) == ["float32", "float32-xla", "bfloat16"]
+    assert precision.cpu_flags(tmp_path / "missing") == set()
+
+
+def test_precision_choice_takes_the_fastest():
+    speeds = {"float32": 48.0, "float32-xla": 31.0, "bfloat16": 62.0}
+    chosen, measured = precision.choose(None, None, None, list(speeds),
+                                        measure=lambda build, m, x, y: speeds[m.name])
+    assert chosen == "bfloat16" and measured == speeds
+    assert precision.mode("bfloat16").policy == "mixed_bfloat16" and precision.mode("float32-xla").jit
+    with pytest.raises(ValueError):
+        precision.mode("float8")
+
+
+def test_epoch_batches_are_the_same_straight_or_resumed():
+    images = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
+    labels = np.arange(10, dtype=np.int32)
+    straight = pipeline.EpochBatches(images, labels, 4, seed=3, augment=True)
+    list(straight())
+    resumed = pipeline.EpochBatches(images, labels, 4, seed=3, augment=True)
+    resumed.epoch = 1
+    for a, b in zip(straight(), resumed(), strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_predict_tta_flip_averages_the_mirror():
+    images = np.random.default_rng(0).integers(0, 255, (3, 5, 5, 3)).astype(np.float32)
+
+    def fake(x):  # depends on the left half only, so mirroring changes it
+        left = x[:, :, :2].mean(axis=(1, 2, 3))
+        return np.stack([left, 255 - left], axis=1)
+
+    expected = (fake(images) + fake(images[:, :, ::-1])) / 2
+    np.testing.assert_allclose(model_store.predict_tta(fake, images, "flip"), expected)
+    np.testing.assert_allclose(model_store.predict_tta(fake, images, "none"), fake(images))
+    with pytest.raises(ValueError):
+        model_store.predict_tta(fake, images, "rotate")
+
+
+def test_interrupted_run_resumes_to_one_version(tmp_path, two_folders, tiny_data, monkeypatch):
+    store = tmp_path / "store"
+    argv = ["train", "--data-dir", str(two_folders[0]), "--data-dir", str(two_folders[1]),
+            "--val-dir", str(tiny_data["val"]), "--model-store", str(store), "--epochs", "2",
+            "--batch-size", "8", "--verbose", "0", "--precision", "float32", "--cache-dir", str(tmp_path / "c")]
+    original = resume.SaveState.on_epoch_end
+    at_crash = []
+
+    def crash_after_first(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            at_crash.append(int(self.model.optimizer.iterations.numpy()))
+            raise KeyboardInterrupt("preempted")
+
+    monkeypatch.setattr(resume.SaveState, "on_epoch_end", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    assert model_store.list_versions(store) == []
+    (folder,) = (store / "alexnet").glob(".staging-run-*")
+    state = json.loads((folder / resume.STATE_FILE).read_text())
+    assert state["epoch"] == 1
+    monkeypatch.setattr(resume.SaveState, "on_epoch_end", original)
+    restored = []
+    real_restore = resume.restore
+    monkeypatch.setattr(resume, "restore", lambda m, f, s: (real_restore(m, f, s),
+                                                            restored.append(int(m.optimizer.iterations.numpy()))))
+    assert main([*argv, "--resume"]) == 0
+    # The optimizer (so the LR schedule position too) continues where the interrupted run stopped.
+    assert restored == at_crash and at_crash[0] >= 5
+    assert model_store.list_versions(store) == [1]
+    meta = model_store.read_metadata(store, 1)
+    assert meta["epochs_run"] == 2
+    vdir = model_store.version_dir(store, 1)
+    assert not (vdir / resume.WEIGHTS_FILE).exists() and not (vdir / resume.STATE_FILE).exists()
+    assert [p.name for p in (store / "alexnet").iterdir()] == ["1"]
+    assert meta["speed"]["precision"] == "float32" and meta["speed"]["peak_rss_mb"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 import numpy as np
 from flask import current_app, request
@@ -27,9 +28,21 @@ def b64decode(text: object, what: str) -> bytes:
         raise ApiError(f"{what} is not valid base64: {exc}") from exc
 
 
-def json_object(hint: str) -> dict:
-    """The request body as a JSON object, or a 400 showing the expected shape."""
-    body = request.get_json(silent=True)
+NO_IMAGE = ("send an image: multipart field 'image' (curl -F image=@photo.jpg), a raw image/* body, "
+            "or JSON {\"image\": base64}")
+
+
+def parse_json(raw: bytes) -> object:
+    """The bytes parsed as JSON, or None when they are not valid UTF-8 JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return None
+
+
+def json_object(hint: str, raw: bytes | None = None) -> dict:
+    """The body as a JSON object whatever its Content-Type (curl -d sends form-urlencoded), or a 400."""
+    body = parse_json(request.get_data(cache=True) if raw is None else raw)
     if not isinstance(body, dict):
         raise ApiError(f"body must be a JSON object like {hint}")
     return body
@@ -39,7 +52,7 @@ def check_count(n: int) -> None:
     """400 for zero images or more than MAX_IMAGES_PER_REQUEST."""
     limit = int(current_app.config["MAX_IMAGES_PER_REQUEST"])
     if n == 0:
-        raise ApiError("no image: send a multipart field 'image', a raw image/* body, or JSON {\"image\": base64}")
+        raise ApiError(f"no image: {NO_IMAGE}")
     if n > limit:
         raise ApiError(f"too many images in one request: {n} (limit {limit})")
 
@@ -54,16 +67,21 @@ def images_from_request() -> list[tuple[str | None, bytes]]:
         items = [(f.filename or None, f.read()) for f in files]
     elif ctype.startswith("image/"):
         items = [(None, request.get_data(cache=False))]
-    elif ctype == "application/json":
-        body = json_object('{"image": "<base64>"}')
-        raw = body.get("image", body.get("images"))
-        raw = raw if isinstance(raw, list) else [raw] if raw is not None else []
-        items = [(None, b64decode(value, "image")) for value in raw]
-    elif not request.content_length and not ctype:
-        items = []
     else:
-        raise ApiError(f"unsupported Content-Type {ctype or 'none'}: use multipart/form-data, image/*, "
-                       "or application/json", 415)
+        data = request.get_data(cache=False)
+        if not data:
+            raise ApiError(NO_IMAGE)
+        body = parse_json(data)
+        # Any Content-Type (or none) whose body is JSON with "image"/"images" is a JSON request.
+        if isinstance(body, dict) and ("image" in body or "images" in body):
+            raw = body.get("image", body.get("images"))
+            raw = raw if isinstance(raw, list) else [raw]
+            items = [(None, b64decode(value, "image")) for value in raw]
+        elif ctype == "application/json" or body is not None:
+            raise ApiError('JSON body must be an object like {"image": "<base64>"} or {"images": [...]}')
+        else:
+            raise ApiError(f"unsupported Content-Type {ctype or 'none'}: use multipart/form-data, image/*, "
+                           "or application/json", 415)
     check_count(len(items))
     return items
 

@@ -19,8 +19,8 @@ from model_store.preprocessing import (
     load_image_file,
     preprocess_image,
 )
-from model_store.tta import TTA_MODES, predict_tta
 from model_store.remote import is_remote, local_copy, remote_versions, upload_version
+from model_store.tta import TTA_MODES, predict_tta
 
 __all__ = [
     "IMAGE_SIZE",

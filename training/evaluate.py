@@ -38,7 +38,8 @@ def evaluate(args: argparse.Namespace) -> int:
         raise SystemExit(f"no readable images under {args.data_dir}")
     probs = predict_arrays(model, image_set.images, args.batch_size, args.tta)
     report = metrics(image_set.labels, probs.argmax(axis=1), class_names)
-    report.update(model_version=version, tta=args.tta, data_dir=str(args.data_dir), skipped_unreadable=len(image_set.skipped))
+    report.update(model_version=version, tta=args.tta, data_dir=str(args.data_dir),
+                  skipped_unreadable=len(image_set.skipped))
     out = Path(args.output_dir or f"evaluation/v{version}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

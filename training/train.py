@@ -102,8 +102,8 @@ def _pick_precision(args, strategy, train_ds, num_classes: int) -> tuple[precisi
         return precision.Mode("mixed_float16", "mixed_float16", False), {}
     names = precision.candidates() if args.precision == "auto" else [args.precision]
     chosen, speeds = precision.choose(build, x.numpy(), y.numpy(), names)
-    print("bare train-step speed (batch %d): %s -> training in %s" % (
-        len(x), ", ".join(f"{k} {v:.1f} img/s" for k, v in speeds.items()), chosen), flush=True)
+    table = ", ".join(f"{k} {v:.1f} img/s" for k, v in speeds.items())
+    print(f"bare train-step speed (batch {len(x)}): {table} -> training in {chosen}", flush=True)
     return precision.mode(chosen), speeds
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import json
+import math
 
+from flask import Blueprint, Response, jsonify, request
+
+from app import v2_binary
 from app.classify import check_model, classify
 from app.errors import ApiError
 from app.inputs import b64decode, check_count, decode_all, json_object
@@ -20,7 +24,7 @@ OUTPUT_NAME = "probabilities"
 @bp.get("")
 def server_metadata():
     """Server name, version and extensions."""
-    return jsonify(name="alexnet-service", version="0.1.0", extensions=[])
+    return jsonify(name="alexnet-service", version="0.1.0", extensions=["binary_tensor_data"])
 
 
 @bp.get("/health/live")
@@ -59,36 +63,67 @@ def model_metadata(name: str, version: str | None = None):
     )
 
 
-def _input_items(body: dict) -> list[tuple[None, bytes]]:
+HINT = '{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["<base64>"]}]}'
+
+
+def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ApiError("'inputs' must be a list with one tensor: {\"name\": \"image\", \"datatype\": \"BYTES\", ...}")
     tensor = inputs[0]
+    if tensor.get("name") != INPUT_NAME:
+        raise ApiError(f"input name must be {INPUT_NAME!r}, got {tensor.get('name')!r}")
     if tensor.get("datatype") != "BYTES":
-        raise ApiError(f"input datatype must be BYTES (base64 image files), got {tensor.get('datatype')!r}")
-    data = tensor.get("data")
-    if not isinstance(data, list) or not data:
-        raise ApiError("input 'data' must be a non-empty list of base64 strings")
+        raise ApiError(f"input datatype must be BYTES (image files), got {tensor.get('datatype')!r}")
     shape = tensor.get("shape")
-    if shape is not None and (not isinstance(shape, list) or shape[:1] != [len(data)]):
-        raise ApiError(f"input shape {shape} does not match {len(data)} data elements")
-    check_count(len(data))
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool)
+                                                           and d >= 1 for d in shape):
+        raise ApiError(f"input shape must be a non-empty list of positive integers like [1], got {shape!r}")
+    params = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
+    if "binary_data_size" in params:
+        if "data" in tensor:
+            raise ApiError("input has both 'data' and parameters.binary_data_size: send one")
+        blob, _ = v2_binary.take(binary, 0, params["binary_data_size"], "input 'image'")
+        raw = v2_binary.bytes_elements(blob, "input 'image'")
+    else:
+        data = tensor.get("data")
+        if not isinstance(data, list) or not data:
+            raise ApiError("input 'data' must be a non-empty list of base64 strings "
+                           "(or use the binary tensor data extension)")
+        raw = None
+    count = len(raw) if raw is not None else len(data)
+    if math.prod(shape) != count or shape[0] != count:
+        raise ApiError(f"input shape {shape} does not match {count} data elements")
+    check_count(count)
+    if raw is not None:
+        return [(None, value) for value in raw]
     return [(None, b64decode(value, f"data[{i}]")) for i, value in enumerate(data)]
 
 
 @bp.post("/models/<name>/infer")
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
-    """BYTES input of base64 image files -> FP32 probabilities [N, classes]."""
+    """BYTES input of image files (base64 JSON or binary extension) -> FP32 probabilities [N, classes]."""
     check_model(name, version)
-    body = json_object('{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["<base64>"]}]}')
-    result = classify(decode_all(_input_items(body)))
+    head, binary = v2_binary.split_body(request.get_data(cache=False), request.headers.get(v2_binary.HEADER))
+    body = json_object(HINT, head)
+    for out in body.get("outputs") or []:
+        if not isinstance(out, dict) or out.get("name") != OUTPUT_NAME:
+            raise ApiError(f"unknown output {out!r}: this model has one output, {OUTPUT_NAME!r}")
+    result = classify(decode_all(_input_items(body, binary)))
     probs = result.probabilities
-    response = {
-        "model_name": MODEL_NAME, "model_version": str(result.version),
-        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape),
-                     "data": probs.astype(float).ravel().tolist()}],
-    }
+    output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
+    tail = b""
+    if v2_binary.wants_binary(body, OUTPUT_NAME):
+        tail = v2_binary.fp32_bytes(probs)
+        output["parameters"] = {"binary_data_size": len(tail)}
+    else:
+        output["data"] = probs.astype(float).ravel().tolist()
+    response = {"model_name": MODEL_NAME, "model_version": str(result.version), "outputs": [output]}
     if "id" in body:
         response["id"] = body["id"]
-    return jsonify(response)
+    if not tail:
+        return jsonify(response)
+    head_bytes = json.dumps(response).encode()
+    return Response(head_bytes + tail, mimetype="application/octet-stream",
+                    headers={v2_binary.HEADER: str(len(head_bytes))})

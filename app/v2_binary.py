@@ -1,0 +1,62 @@
+"""The Open Inference Protocol's binary tensor data extension (what tritonclient sends and reads)."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from app.errors import ApiError
+
+HEADER = "Inference-Header-Content-Length"
+
+
+def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON part, binary part) of a request; without the header the whole body is JSON."""
+    if header_length is None:
+        return raw, b""
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise ApiError(f"{HEADER} must be an integer, got {header_length!r}") from None
+    if not 0 <= n <= len(raw):
+        raise ApiError(f"{HEADER} {n} is outside the body of {len(raw)} bytes")
+    return raw[:n], raw[n:]
+
+
+def take(binary: bytes, offset: int, size: object, what: str) -> tuple[bytes, int]:
+    """The next `size` bytes of the binary section and the new offset, or a 400."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ApiError(f"{what}: binary_data_size must be a non-negative integer")
+    if offset + size > len(binary):
+        raise ApiError(f"{what}: binary_data_size {size} runs past the end of the body")
+    return binary[offset:offset + size], offset + size
+
+
+def bytes_elements(blob: bytes, what: str) -> list[bytes]:
+    """Split a serialized BYTES tensor: each element is a 4-byte little-endian length, then the bytes."""
+    out, i = [], 0
+    while i < len(blob):
+        if i + 4 > len(blob):
+            raise ApiError(f"{what}: truncated element length in the binary data")
+        (n,) = struct.unpack_from("<I", blob, i)
+        if i + 4 + n > len(blob):
+            raise ApiError(f"{what}: element of {n} bytes runs past the binary data")
+        out.append(blob[i + 4:i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def wants_binary(body: dict, output_name: str) -> bool:
+    """True when the request asks for this output as binary (per output, else binary_data_output)."""
+    for out in body.get("outputs") or []:
+        if isinstance(out, dict) and out.get("name") == output_name and isinstance(out.get("parameters"), dict):
+            if "binary_data" in out["parameters"]:
+                return bool(out["parameters"]["binary_data"])
+    params = body.get("parameters")
+    return bool(params.get("binary_data_output")) if isinstance(params, dict) else False
+
+
+def fp32_bytes(array: np.ndarray) -> bytes:
+    """Row-major little-endian float32 bytes of a tensor."""
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.routing import BaseConverter
 
 from app import config, errors, metrics, model_service, security
 from app.predictor import ModelLoadError
@@ -12,9 +13,16 @@ from app.predictor import ModelLoadError
 __all__ = ["ModelLoadError", "create_app"]
 
 
+class ModelNameConverter(BaseConverter):
+    """A model name: no '/' and no ':', so GET /v1/models/<name> never matches '<name>:predict'."""
+
+    regex = r"[^/:]+"
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config defaults, then environment, then test_config; load and warm the model."""
     app = Flask(__name__)
+    app.url_map.converters["model"] = ModelNameConverter
     app.config.from_mapping(config.from_env())
     if test_config:
         app.config.from_mapping(test_config)

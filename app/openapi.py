@@ -16,7 +16,13 @@ VERSION = {"name": "version", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": ["1"]}}
 # An 8x8 PNG, so generated examples reach the model and not only the validation errors.
 TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8UaHBgA0wYRUdtBIAHicBeAYWg8oAAAAASUVORK5CYII="
-B64 = {"type": "string", "description": "base64-encoded image file", "minLength": 1, "examples": [TINY_PNG]}
+# "image-base64": base64 of a decodable image file. No schema keyword can say "a real image", so the custom
+# format names it; tests/schemathesis_hooks.py teaches the fuzzer to generate such strings.
+B64 = {"type": "string", "format": "image-base64", "contentEncoding": "base64", "contentMediaType": "image/*",
+       "description": "base64-encoded image file (JPEG, PNG, GIF, WebP, BMP, ...)", "minLength": 1,
+       "examples": [TINY_PNG]}
+IMAGE_FILE = {"type": "string", "format": "binary", "contentMediaType": "image/*",
+              "description": "an image file (JPEG, PNG, GIF, WebP, BMP, ...)"}
 
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
@@ -31,8 +37,10 @@ SCHEMAS = {
     "Predictions": {"type": "object", "required": ["predictions"], "properties": {
         "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}},
     "TFPredictRequest": {"type": "object", "required": ["instances"], "properties": {
-        "instances": {"type": "array", "minItems": 1, "maxItems": 32, "items": {
-            "type": "object", "required": ["b64"], "properties": {"b64": B64}}}}},
+        "instances": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"anyOf": [
+            {"type": "object", "required": ["b64"], "properties": {"b64": B64}},
+            {"type": "object", "required": ["image_bytes"], "properties": {"image_bytes": {
+                "type": "object", "required": ["b64"], "properties": {"b64": B64}}}}]}}}},
     "TFPredictResponse": {"type": "object", "required": ["predictions"], "properties": {
         "predictions": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
     "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
@@ -43,8 +51,15 @@ SCHEMAS = {
         "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
             "type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
                 "name": {"type": "string", "enum": ["image"]}, "datatype": {"type": "string", "enum": ["BYTES"]},
-                "shape": {"type": "array", "items": {"type": "integer"}},
-                "data": {"type": "array", "minItems": 1, "maxItems": 32, "items": B64}}}}}},
+                # shape must be [len(data)]: one dimension, equal to the number of images.
+                "shape": {"type": "array", "minItems": 1, "maxItems": 1,
+                          "items": {"type": "integer", "minimum": 1, "maximum": 32},
+                          "description": "[number of images]; must equal len(data)"},
+                "data": {"type": "array", "minItems": 1, "maxItems": 32, "items": B64}}}},
+        "outputs": {"type": "array", "maxItems": 1, "items": {
+            "type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "enum": ["probabilities"]},
+                "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}}},
     "V2InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
         "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
         "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
@@ -68,11 +83,26 @@ def _post(summary: str, body: dict, schema: dict, params: list | None = None) ->
     return {"post": op}
 
 
+def _v2_infer(body: dict) -> dict:
+    op = _post("V2 inference: BYTES input of image files, as base64 JSON or with the binary tensor data "
+               "extension (header Inference-Header-Content-Length: JSON part, then each file as a 4-byte "
+               "little-endian length and its bytes, input parameters.binary_data_size)",
+               body, {"$ref": "#/components/schemas/V2InferResponse"}, [NAME])
+    # parameters.binary_data_output or outputs[].parameters.binary_data: JSON header + raw float32 bytes.
+    op["post"]["responses"]["200"]["content"]["application/octet-stream"] = {
+        "schema": {"type": "string", "format": "binary",
+                   "description": "binary tensor data: the first Inference-Header-Content-Length bytes are the "
+                                  "JSON response, then the probabilities as little-endian float32"}}
+    op["post"]["responses"]["200"]["headers"] = {"Inference-Header-Content-Length": {
+        "description": "length of the JSON part (binary responses only)", "schema": {"type": "integer"}}}
+    return op
+
+
 def spec() -> dict:
     """The OpenAPI 3.1 document."""
     multipart = {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-        "image": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "image": {"type": "array", "minItems": 1, "maxItems": 32, "items": IMAGE_FILE}}}},
+        "image/*": {"schema": IMAGE_FILE},
         "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": B64}}}}
     tf_body = {"application/json": {"schema": {"$ref": "#/components/schemas/TFPredictRequest"}}}
     v2_body = {"application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}}}
@@ -97,8 +127,7 @@ def spec() -> dict:
         "/v2/health/ready": _get("V2 readiness", extra=unavailable),
         "/v2/models/{name}": _get("V2 model metadata", params=[NAME], extra=not_found),
         "/v2/models/{name}/ready": _get("V2 model readiness", params=[NAME], extra={**not_found, **unavailable}),
-        "/v2/models/{name}/infer": _post("V2 inference (BYTES input of base64 image files)", v2_body,
-                                         {"$ref": "#/components/schemas/V2InferResponse"}, [NAME]),
+        "/v2/models/{name}/infer": _v2_infer(v2_body),
         "/openapi.json": _get("This document"),
     }
     return {

@@ -47,14 +47,29 @@ def bytes_elements(blob: bytes, what: str) -> list[bytes]:
     return out
 
 
+def _flag(holder: dict, key: str, what: str) -> bool | None:
+    if "parameters" not in holder:
+        return None
+    params = holder["parameters"]
+    if not isinstance(params, dict):
+        raise ApiError(f"{what} must be an object")
+    value = params.get(key)
+    if key in params and not isinstance(value, bool):
+        raise ApiError(f"{what}.{key} must be true or false")
+    return value
+
+
 def wants_binary(body: dict, output_name: str) -> bool:
     """True when the request asks for this output as binary (per output, else binary_data_output)."""
-    for out in body.get("outputs") or []:
-        if isinstance(out, dict) and out.get("name") == output_name and isinstance(out.get("parameters"), dict):
-            if "binary_data" in out["parameters"]:
-                return bool(out["parameters"]["binary_data"])
-    params = body.get("parameters")
-    return bool(params.get("binary_data_output")) if isinstance(params, dict) else False
+    outputs = body.get("outputs", [])
+    if not isinstance(outputs, list) or len(outputs) > 1:
+        raise ApiError("'outputs' must be a list of at most one requested output")
+    for i, out in enumerate(outputs):
+        if isinstance(out, dict) and out.get("name") == output_name:
+            flag = _flag(out, "binary_data", f"outputs[{i}].parameters")
+            if flag is not None:
+                return flag
+    return bool(_flag(body, "binary_data_output", "parameters"))
 
 
 def fp32_bytes(array: np.ndarray) -> bytes:

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import re
 
 import keras
 import numpy as np
@@ -130,7 +131,7 @@ def test_openapi_document_is_valid_and_complete(client, app):
     for rule in app.url_map.iter_rules():
         if rule.endpoint in ("static", "ui.index", "ui.submit", "docs.docs") or "/versions/" in rule.rule:
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         assert path in documented, path
     assert client.get("/docs").status_code == 200
 

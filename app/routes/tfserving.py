@@ -14,8 +14,8 @@ bp = Blueprint("tfserving", __name__, url_prefix="/v1/models")
 
 
 
-@bp.get("/<name>")
-@bp.get("/<name>/versions/<version>")
+@bp.get("/<model:name>")
+@bp.get("/<model:name>/versions/<version>")
 def status(name: str, version: str | None = None):
     """Version states, TF Serving style (AVAILABLE, LOADING, END with an error for failed ones)."""
     if name != MODEL_NAME:
@@ -33,8 +33,8 @@ def status(name: str, version: str | None = None):
     return jsonify(model_version_status=out)
 
 
-@bp.get("/<name>/metadata")
-@bp.get("/<name>/versions/<version>/metadata")
+@bp.get("/<model:name>/metadata")
+@bp.get("/<model:name>/versions/<version>/metadata")
 def metadata(name: str, version: str | None = None):
     """Signature of the served model."""
     check_model(name, version)
@@ -53,20 +53,20 @@ def metadata(name: str, version: str | None = None):
 
 def _instance_bytes(instance: object, i: int) -> bytes:
     # Accept {"b64": ...} and the named-input form {"image_bytes": {"b64": ...}}.
-    if isinstance(instance, dict) and len(instance) == 1 and "b64" not in instance:
-        instance = next(iter(instance.values()))
+    if isinstance(instance, dict) and "b64" not in instance and "image_bytes" in instance:
+        instance = instance["image_bytes"]
     if not isinstance(instance, dict) or "b64" not in instance:
         raise ApiError(f"instances[{i}] must be {{\"b64\": \"<base64 image>\"}}")
     return b64decode(instance["b64"], f"instances[{i}].b64")
 
 
-@bp.post("/<name>:predict")
-@bp.post("/<name>/versions/<version>:predict")
+@bp.post("/<model:name>:predict")
+@bp.post("/<model:name>/versions/<version>:predict")
 def predict(name: str, version: str | None = None):
     """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...]}."""
     check_model(name, version)
     body = json_object('{"instances": [{"b64": "..."}]}')
-    instances = body.get("instances", body.get("inputs"))
+    instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
         raise ApiError("'instances' must be a non-empty list")
     check_count(len(instances))

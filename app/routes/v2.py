@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -40,8 +39,8 @@ def ready():
     return jsonify(ready=ok), (200 if ok else 503)
 
 
-@bp.get("/models/<name>/ready")
-@bp.get("/models/<name>/versions/<version>/ready")
+@bp.get("/models/<model:name>/ready")
+@bp.get("/models/<model:name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None):
     """This model is ready."""
     check_model(name, version)
@@ -49,8 +48,8 @@ def model_ready(name: str, version: str | None = None):
     return jsonify(name=name, ready=ok), (200 if ok else 503)
 
 
-@bp.get("/models/<name>")
-@bp.get("/models/<name>/versions/<version>")
+@bp.get("/models/<model:name>")
+@bp.get("/models/<model:name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
     """Inputs and outputs with datatypes and shapes."""
     check_model(name, version)
@@ -76,9 +75,8 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
     if tensor.get("datatype") != "BYTES":
         raise ApiError(f"input datatype must be BYTES (image files), got {tensor.get('datatype')!r}")
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool)
-                                                           and d >= 1 for d in shape):
-        raise ApiError(f"input shape must be a non-empty list of positive integers like [1], got {shape!r}")
+    if not isinstance(shape, list) or len(shape) != 1 or not isinstance(shape[0], int) or isinstance(shape[0], bool):
+        raise ApiError(f"input shape must be [number of images], like [1], got {shape!r}")
     params = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
     if "binary_data_size" in params:
         if "data" in tensor:
@@ -92,7 +90,7 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
                            "(or use the binary tensor data extension)")
         raw = None
     count = len(raw) if raw is not None else len(data)
-    if math.prod(shape) != count or shape[0] != count:
+    if shape[0] != count:
         raise ApiError(f"input shape {shape} does not match {count} data elements")
     check_count(count)
     if raw is not None:
@@ -100,21 +98,24 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
     return [(None, b64decode(value, f"data[{i}]")) for i, value in enumerate(data)]
 
 
-@bp.post("/models/<name>/infer")
-@bp.post("/models/<name>/versions/<version>/infer")
+@bp.post("/models/<model:name>/infer")
+@bp.post("/models/<model:name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
     """BYTES input of image files (base64 JSON or binary extension) -> FP32 probabilities [N, classes]."""
     check_model(name, version)
     head, binary = v2_binary.split_body(request.get_data(cache=False), request.headers.get(v2_binary.HEADER))
     body = json_object(HINT, head)
-    for out in body.get("outputs") or []:
+    if "id" in body and not isinstance(body["id"], str):
+        raise ApiError("'id' must be a string")
+    binary_out = v2_binary.wants_binary(body, OUTPUT_NAME)  # validates 'outputs' and the flags first
+    for out in body.get("outputs", []):
         if not isinstance(out, dict) or out.get("name") != OUTPUT_NAME:
             raise ApiError(f"unknown output {out!r}: this model has one output, {OUTPUT_NAME!r}")
     result = classify(decode_all(_input_items(body, binary)))
     probs = result.probabilities
     output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
     tail = b""
-    if v2_binary.wants_binary(body, OUTPUT_NAME):
+    if binary_out:
         tail = v2_binary.fp32_bytes(probs)
         output["parameters"] = {"binary_data_size": len(tail)}
     else:

@@ -2,20 +2,34 @@
 
 import os
 import shutil
+import signal
+import sys
 import tempfile
+
+
+def _int(name: str, default: int) -> int:
+    # A bad value stops start-up with the same one-line message (exit 4) as every other start-up error.
+    raw = os.environ.get(name, "") or str(default)
+    try:
+        return int(raw)
+    except ValueError:
+        print(f"alexnet-service: cannot start: bad configuration: environment variable {name}={raw!r} "
+              "is not a number", file=sys.stderr, flush=True)
+        sys.exit(4)
+
 
 # --bind on the command line still wins over this.
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 # One worker: TensorFlow already uses every core for one model call, and each worker holds its own
 # model copy. Many threads: concurrent requests must reach the batcher to be coalesced.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+workers = _int("WEB_CONCURRENCY", 1)
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+threads = _int("GUNICORN_THREADS", 32)
 preload_app = False  # TensorFlow does not survive fork(); each worker loads the model itself
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))  # covers model load + warm-up
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))  # Cloud Run allows 10 s+
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
+timeout = _int("GUNICORN_TIMEOUT", 120)  # covers model load + warm-up
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)  # Cloud Run allows 10 s+
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+backlog = _int("GUNICORN_BACKLOG", 2048)
 loglevel = os.environ.get("LOG_LEVEL", "info")
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 errorlog = "-"
@@ -42,6 +56,17 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """SIGTERM (what Cloud Run and Kubernetes send): mark not-ready first, then gunicorn's graceful stop."""
+    graceful_stop = worker.handle_exit
+
+    def handle_term(sig, frame):
+        _drain(worker)
+        graceful_stop(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_term)
 
 
 def worker_int(worker):

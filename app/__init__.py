@@ -23,7 +23,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config defaults, then environment, then test_config; load and warm the model."""
     app = Flask(__name__)
     app.url_map.converters["model"] = ModelNameConverter
-    app.config.from_mapping(config.from_env())
+    try:
+        app.config.from_mapping(config.from_env())
+    except ValueError as exc:
+        raise ModelLoadError(f"bad configuration: {exc}") from exc
     if test_config:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False

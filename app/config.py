@@ -11,6 +11,7 @@ DEFAULTS: dict[str, object] = {
     "MODEL_CACHE_DIR": None,             # where gs:// versions are downloaded (default: a temp folder)
     "MODEL_VERSION": None,               # pin a version; default: newest
     "MODEL_POLL_SECONDS": 30.0,          # look for a newer version this often (0 = never)
+    "MODEL_CACHE_KEEP": 1,               # gs:// stores: downloaded versions kept besides the one loading
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # bytes per request -> 413 beyond
     "MAX_IMAGES_PER_REQUEST": 32,
     "BATCH_MAX_SIZE": 32,                # images per model call
@@ -21,7 +22,7 @@ DEFAULTS: dict[str, object] = {
     "TTA": "none",                       # "flip": average each photo and its mirror (2x model work)
 }
 
-_INT = {"MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
+_INT = {"MODEL_CACHE_KEEP", "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
 _FLOAT = {"MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
 
 

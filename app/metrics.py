@@ -31,6 +31,11 @@ QUEUE_REJECTED = Counter("inference_rejected_total", "Requests answered 503 beca
 MODEL_VERSION = Gauge("model_version_info", "Loaded model version (value 1 for the serving one)",
                       ["version"], multiprocess_mode="liveall")
 MODEL_LOADS = Counter("model_loads_total", "Model version loads by outcome", ["outcome"])
+IN_PROGRESS = Gauge("http_requests_in_progress", "Requests being handled now", multiprocess_mode="livesum")
+POLL_FAILURES = Counter("model_poll_failures_total", "Hot-reload polls that raised (the poller keeps going)")
+CLIENT_GONE = Counter("requests_client_gone_total", "Requests dropped before inference: the client hung up")
+DECODE_WAIT = Histogram("decode_budget_wait_seconds", "Time an upload waited for the decode memory budget",
+                        buckets=(0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10))
 
 
 def observe_batch(size: int, seconds: float) -> None:
@@ -54,6 +59,14 @@ def _route() -> str:
 
 def _before() -> None:
     g.metrics_started = time.perf_counter()
+    g.metrics_in_progress = True
+    IN_PROGRESS.inc()
+
+
+def _teardown(_exc) -> None:
+    # Teardown runs for every request, whatever happened in between: the gauge never drifts.
+    if g.pop("metrics_in_progress", False):
+        IN_PROGRESS.dec()
 
 
 def _after(response):
@@ -78,4 +91,5 @@ def init_app(app: Flask) -> None:
     """Time every request and expose /metrics."""
     app.before_request(_before)
     app.after_request(_after)
+    app.teardown_request(_teardown)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -38,6 +38,8 @@ class ModelService:
         self.batcher: Batcher | None = None
         self.states: dict[int, dict] = {}  # version -> {"state": ..., "error_message": ...}
         self.draining = False
+        self.poll_failures = 0
+        self.last_poll_error = ""
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -45,7 +47,9 @@ class ModelService:
     def _wanted_version(self) -> int | None:
         pinned = int(self.config["MODEL_VERSION"]) if self.config.get("MODEL_VERSION") else None
         # For gs:// stores this downloads the pinned version, or else the newest one.
-        store = self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"), pinned)
+        failed = {v for v, st in self.states.items() if st.get("failed")}
+        store = self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"), pinned,
+                                                          skip=failed)
         if pinned:
             return pinned
         candidates = [v for v in model_store.list_versions(store) if self.states.get(v, {}).get("state") != "END"]
@@ -71,10 +75,25 @@ class ModelService:
             if previous is not None and previous.version != predictor.version:
                 self.states[previous.version] = {"state": "END", "error_message": ""}
         metrics.set_model_version(predictor.version, previous.version if previous else None)
+        self._prune_cache()
+
+    def _prune_cache(self) -> None:
+        # gs:// stores only: downloaded versions live in MODEL_CACHE_DIR (memory on Cloud Run's /tmp).
+        if not model_store.is_remote(self.store_uri) or self.predictor is None:
+            return
+        keep_n = max(1, int(self.config.get("MODEL_CACHE_KEEP") or 1))
+        others = [v for v in model_store.list_versions(self.local_store) if v != self.predictor.version]
+        keep = {self.predictor.version, *others[len(others) - (keep_n - 1):]} if keep_n > 1 else {self.predictor.version}
+        removed = model_store.prune_cache(self.local_store, keep)
+        if removed:
+            log.info("model cache: removed versions %s, kept %s", removed, sorted(keep))
 
     def start(self) -> None:
         """Load and warm the initial version, then start the inference thread and the poller."""
-        version = self._wanted_version()
+        try:
+            version = self._wanted_version()
+        except OSError as exc:  # RemoteStoreError for gs://, plain OSError for a local folder
+            raise ModelLoadError(f"model store {self.store_uri} unreadable: {exc}") from exc
         if version is None:
             raise ModelLoadError(
                 f"no model in {self.store_uri}: train one with `make demo` or "
@@ -113,8 +132,17 @@ class ModelService:
         return True
 
     def _poll_loop(self, seconds: float) -> None:
-        while not self._stop.wait(seconds):
-            self.check_for_new_version()
+        wait = seconds
+        while not self._stop.wait(wait):
+            try:
+                self.check_for_new_version()
+                wait = seconds
+            except Exception as exc:  # noqa: BLE001 - whatever a store raises, the poller must survive it
+                self.poll_failures += 1
+                self.last_poll_error = f"{type(exc).__name__}: {exc}"
+                metrics.POLL_FAILURES.inc()
+                wait = min(wait * 2, max(seconds, 300.0))  # back off, but keep polling
+                log.exception("model poll failed (%d so far); next try in %.0fs", self.poll_failures, wait)
 
     def stop(self) -> None:
         """Stop polling and the inference thread."""

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from model_store.layout import METADATA_FILE, MODEL_FILE, MODEL_NAME, list_versions, publish, staging_dir, version_dir
 
 # Uploaded in this order: metadata.json last, so its presence marks a complete version.
 FILES = (MODEL_FILE, "history.csv", "curves.png", METADATA_FILE)
+
+
+class RemoteStoreError(OSError):
+    """A gs:// store could not be read or written (auth, permissions, network, API errors)."""
+
+
+@contextlib.contextmanager
+def _gcs_errors(what: str):
+    # google-cloud-storage raises its own hierarchy (and google-auth another); callers catch OSError.
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        yield
+    except (GoogleAPIError, GoogleAuthError) as exc:
+        raise RemoteStoreError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def is_remote(uri: str) -> bool:
@@ -46,10 +65,11 @@ def remote_versions(uri: str) -> list[int]:
     bucket, prefix = split_uri(uri)
     base = _model_prefix(prefix)
     found = set()
-    for blob in _client().list_blobs(bucket, prefix=base):
-        parts = blob.name[len(base):].split("/")
-        if len(parts) == 2 and parts[0].isdigit() and parts[1] == METADATA_FILE:
-            found.add(int(parts[0]))
+    with _gcs_errors(f"cannot list {uri}"):
+        for blob in _client().list_blobs(bucket, prefix=base):
+            parts = blob.name[len(base):].split("/")
+            if len(parts) == 2 and parts[0].isdigit() and parts[1] == METADATA_FILE:
+                found.add(int(parts[0]))
     return sorted(found)
 
 
@@ -62,10 +82,15 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike) -> Pa
     bucket = _client().bucket(bucket_name)
     staged = staging_dir(cache_dir)
     base = f"{_model_prefix(prefix)}{version}/"
-    for name in FILES:
-        blob = bucket.blob(base + name)
-        if name in (MODEL_FILE, METADATA_FILE) or blob.exists():
-            blob.download_to_filename(str(staged / name))
+    try:
+        with _gcs_errors(f"cannot download version {version} of {uri}"):
+            for name in FILES:
+                blob = bucket.blob(base + name)
+                if name in (MODEL_FILE, METADATA_FILE) or blob.exists():
+                    blob.download_to_filename(str(staged / name))
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)  # no half-downloaded version left in the cache
+        raise
     try:
         os.chmod(staged, 0o755)
         os.rename(staged, target)
@@ -75,17 +100,34 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike) -> Pa
     return target
 
 
-def local_copy(uri: str, cache_dir: str | os.PathLike | None = None, version: int | None = None) -> str:
-    """A local store path for uri: itself when local; for gs://, a cache holding the wanted version."""
+def local_copy(uri: str, cache_dir: str | os.PathLike | None = None, version: int | None = None,
+               skip: set[int] | frozenset = frozenset()) -> str:
+    """A local store path for uri: itself when local; for gs://, a cache holding the wanted version
+    (the pinned one, else the newest not in skip: versions that already failed to load)."""
     if not is_remote(uri):
         return str(uri)
     cache = Path(cache_dir or Path(tempfile.gettempdir()) / "alexnet-model-cache")
     versions = remote_versions(uri)
-    wanted = version if version is not None else (versions[-1] if versions else None)
+    candidates = [v for v in versions if v not in skip]
+    wanted = version if version is not None else (candidates[-1] if candidates else None)
     if wanted is not None and wanted in versions:
         download_version(uri, wanted, cache)
     cache.mkdir(parents=True, exist_ok=True)
     return str(cache)
+
+
+def prune_cache(cache_dir: str | os.PathLike, keep: set[int]) -> list[int]:
+    """Delete downloaded versions not in keep, and abandoned staging folders; returns what was removed."""
+    removed = []
+    for v in list_versions(cache_dir):
+        if v not in keep:
+            shutil.rmtree(version_dir(cache_dir, v), ignore_errors=True)
+            removed.append(v)
+    root = Path(cache_dir) / MODEL_NAME
+    for staged in root.glob(".staging-*") if root.is_dir() else []:
+        if time.time() - staged.stat().st_mtime > 3600:  # a download in progress is younger than this
+            shutil.rmtree(staged, ignore_errors=True)
+    return removed
 
 
 def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> int:
@@ -110,5 +152,5 @@ def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> in
             continue
 
 
-__all__ = ["download_version", "is_remote", "list_versions", "local_copy", "publish", "remote_versions",
+__all__ = ["RemoteStoreError", "download_version", "is_remote", "list_versions", "local_copy", "prune_cache", "publish", "remote_versions",
            "split_uri", "upload_version"]

@@ -83,7 +83,8 @@ def test_tf_serving_api(client, sample_jpeg):
 
     status = client.get("/v1/models/alexnet").json
     assert status == {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}],
+        "poll": {"failures": 0, "last_error": ""}}
     meta = client.get("/v1/models/alexnet/metadata").json
     assert meta["model_spec"] == {"name": "alexnet", "signature_name": "", "version": "1"}
     assert "serving_default" in meta["metadata"]["signature_def"]["signature_def"]

@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 import model_store
@@ -92,28 +93,63 @@ def test_hot_reload_under_load_then_reject_corrupt_version(copy_store):
         stop(proc)
 
 
-def test_sigterm_finishes_every_accepted_request(trained_store):
+def _metric(base: str, name: str) -> float:
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_sigterm_drains_exactly(trained_store):
+    """Accepted requests (distinct photos, kept-alive connections) all finish with their own 200; what
+    arrives after SIGTERM gets 503 (readiness too) or a refused connection; the worker exits 0 in time."""
+    photos = [images.encode(images.gradient((200 + 7 * i, 150 + 5 * i)).rotate(17 * i), "JPEG") for i in range(24)]
     port = free_port()
-    proc = start_gunicorn(trained_store, port)
+    proc = start_gunicorn(trained_store, port, extra_env={"BATCH_MAX_SIZE": "2", "GUNICORN_GRACEFUL_TIMEOUT": "20"})
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, proc)
+    sessions = [requests.Session() for _ in range(len(photos) + 2)]
+    for s in sessions:
+        assert s.get(f"{base}/healthz", timeout=10).status_code == 200  # keep-alive connection now open
+    expected = [s.post(f"{base}/predict", data=p, headers={"Content-Type": "image/jpeg"}, timeout=60).json()
+                for s, p in zip(sessions, photos, strict=False)]
+    done_before = _metric(base, 'http_requests_total{method="POST",route="/predict",status="200"}')
 
-    def call(_):
+    def call(i):
         try:
-            r = requests.post(f"{base}/predict", data=JPEG, headers={"Content-Type": "image/jpeg"}, timeout=60)
-            return r.status_code
-        except requests.ConnectionError:
-            return "refused"  # arrived after the listener closed: never accepted
+            r = sessions[i].post(f"{base}/predict", data=photos[i], headers={"Content-Type": "image/jpeg"}, timeout=60)
+            return r.status_code, r.json()
+        except requests.ConnectionError as exc:
+            return "error", str(exc)
 
-    with ThreadPoolExecutor(24) as pool:
-        futures = [pool.submit(call, i) for i in range(24)]
-        time.sleep(0.3)  # requests are now in flight inside the worker
+    with ThreadPoolExecutor(len(photos)) as pool:
+        futures = [pool.submit(call, i) for i in range(len(photos))]
+        # Every request is inside the worker (finished or in progress) before the signal.
+        assert _wait_for(lambda: _metric(base, "http_requests_in_progress") - 1 + _metric(
+            base, 'http_requests_total{method="POST",route="/predict",status="200"}') - done_before >= len(photos),
+            timeout=60)
+        in_flight = _metric(base, "http_requests_in_progress") - 1
+        signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        codes = [f.result() for f in futures]
-    proc.wait(60)
-    assert proc.returncode == 0
-    assert all(c in (200, "refused") for c in codes), codes
-    assert codes.count(200) >= 1
+        time.sleep(0.2)
+        late_ready = sessions[-1].get(f"{base}/readyz", timeout=10)
+        late_predict = sessions[-2].post(f"{base}/predict", data=photos[0],
+                                                     headers={"Content-Type": "image/jpeg"}, timeout=10)
+        results = [f.result() for f in futures]
+    proc.wait(40)
+    assert proc.returncode == 0 and time.monotonic() - signalled < 25
+    assert in_flight >= 1, "no request was in flight at the signal: the test proved nothing"
+    for (status, body), want in zip(results, expected, strict=True):
+        assert status == 200, (status, body)
+        # Its own photo's answer, not a neighbour's (batched and single runs differ only by float rounding).
+        assert body["probabilities"]["cats"] == pytest.approx(want["probabilities"]["cats"], abs=1e-5)
+    assert len({round(w["probabilities"]["cats"], 4) for w in expected}) > len(photos) // 2  # photos distinguishable
+    assert late_ready.status_code == 503
+    assert late_predict.status_code == 503 and late_predict.headers.get("Retry-After")
+    for s in sessions:
+        s.close()
 
 
 def test_overload_answers_503_with_retry_after(copy_store):

@@ -20,7 +20,7 @@ def status(name: str, version: str | None = None):
     """Version states, TF Serving style (AVAILABLE, LOADING, END with an error for failed ones)."""
     if name != MODEL_NAME:
         raise ApiError(f"Could not find any versions of model {name}", 404)
-    states = get_service().states
+    states = dict(get_service().states)
     if version is not None:
         if not version.isdigit() or int(version) not in states:
             raise ApiError(f"Could not find version {version} of model {name}", 404)
@@ -30,7 +30,10 @@ def status(name: str, version: str | None = None):
         failed = st.get("failed", False)
         out.append({"version": str(v), "state": st["state"],
                     "status": {"error_code": "UNKNOWN" if failed else "OK", "error_message": st["error_message"]}})
-    return jsonify(model_version_status=out)
+    service = get_service()
+    # Beyond TF Serving's fields: the hot-reload poller's health (it keeps polling after errors).
+    return jsonify(model_version_status=out,
+                   poll={"failures": service.poll_failures, "last_error": service.last_poll_error})
 
 
 @bp.get("/<model:name>/metadata")

@@ -22,7 +22,8 @@ DEFAULTS: dict[str, object] = {
     "TTA": "none",                       # "flip": average each photo and its mirror (2x model work)
 }
 
-_INT = {"MODEL_CACHE_KEEP", "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
+_INT = {"MODEL_CACHE_KEEP",
+        "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
 _FLOAT = {"MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
 
 

@@ -83,7 +83,7 @@ class ModelService:
             return
         keep_n = max(1, int(self.config.get("MODEL_CACHE_KEEP") or 1))
         others = [v for v in model_store.list_versions(self.local_store) if v != self.predictor.version]
-        keep = {self.predictor.version, *others[len(others) - (keep_n - 1):]} if keep_n > 1 else {self.predictor.version}
+        keep = {self.predictor.version, *(others[len(others) - (keep_n - 1):] if keep_n > 1 else [])}
         removed = model_store.prune_cache(self.local_store, keep)
         if removed:
             log.info("model cache: removed versions %s, kept %s", removed, sorted(keep))

@@ -152,5 +152,6 @@ def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> in
             continue
 
 
-__all__ = ["RemoteStoreError", "download_version", "is_remote", "list_versions", "local_copy", "prune_cache", "publish", "remote_versions",
+__all__ = ["RemoteStoreError", "download_version", "is_remote", "list_versions", "local_copy", "prune_cache", "publish",
+           "remote_versions",
            "split_uri", "upload_version"]

@@ -8,6 +8,7 @@ from flask import Flask
 from werkzeug.routing import BaseConverter
 
 from app import config, errors, metrics, model_service, security
+from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os
 from app.predictor import ModelLoadError
 
 __all__ = ["ModelLoadError", "create_app"]
@@ -33,6 +34,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.debug:
         app.logger.setLevel(logging.INFO)
 
+    return_big_buffers_to_the_os()
+    app.extensions["decode_budget"] = DecodeBudget(float(app.config["DECODE_BUDGET_MEGAPIXELS"]),
+                                                   float(app.config["REQUEST_TIMEOUT_SECONDS"]))
     security.init_app(app)
     errors.init_app(app)
     metrics.init_app(app)

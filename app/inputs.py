@@ -9,6 +9,7 @@ import json
 import numpy as np
 from flask import current_app, request
 
+from app.decode_budget import BudgetTimeout
 from app.errors import ApiError
 from model_store import InvalidImageError, preprocess_image
 
@@ -87,7 +88,8 @@ def images_from_request() -> list[tuple[str | None, bytes]]:
 
 
 def decode_all(items: list[tuple[str | None, bytes]]) -> list[np.ndarray]:
-    """Preprocess every image; the first bad one is a 400 naming it."""
+    """Preprocess every image within the app's decode memory budget; the first bad one is a 400 naming it."""
+    budget = current_app.extensions["decode_budget"]
     arrays = []
     for i, (name, data) in enumerate(items):
         label = f"'{name}'" if name else f"image {i + 1}"
@@ -95,7 +97,9 @@ def decode_all(items: list[tuple[str | None, bytes]]) -> list[np.ndarray]:
             raise ApiError(f"{label} is empty")
         try:
             # uint8 (exact 0-255 pixels): a quarter of the bytes to queue and stack; the model casts.
-            arrays.append(preprocess_image(data, np.uint8))
+            arrays.append(preprocess_image(data, np.uint8, budget=budget.hold))
         except InvalidImageError as exc:
             raise ApiError(f"{label}: {exc}") from exc
+        except BudgetTimeout as exc:
+            raise ApiError(f"server busy decoding other uploads: {exc}", 503, {"Retry-After": "1"}) from exc
     return arrays

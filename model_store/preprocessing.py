@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -49,12 +51,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_image(data: bytes) -> Image.Image:
-    """Decode image bytes with Pillow, raising InvalidImageError for anything unreadable."""
+    """Read an image's header (no pixels decoded yet), refusing more than MAX_IMAGE_PIXELS of any format."""
     try:
         img = Image.open(io.BytesIO(data))
+        width, height = img.size
+        # Checked before any pixel is decoded: Pillow itself only refuses above 2x its limit.
+        if width * height > MAX_IMAGE_PIXELS:
+            raise InvalidImageError(f"image too large: {width}x{height} = {width * height:,} pixels "
+                                    f"(limit {MAX_IMAGE_PIXELS:,})")
         # draft() lets libjpeg decode big JPEGs at 1/2, 1/4 or 1/8 scale: much faster, same result size.
         img.draft("RGB", (IMAGE_SIZE[0] * 2, IMAGE_SIZE[1] * 2))
-        img.load()
+    except InvalidImageError:
+        raise
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"image too large: {exc}") from exc
     except Image.UnidentifiedImageError:
@@ -64,10 +72,30 @@ def open_image(data: bytes) -> Image.Image:
     return img
 
 
-def preprocess_image(image: bytes | Image.Image, dtype: type = np.float32) -> np.ndarray:
-    """Turn image bytes or a PIL image into a 227x227x3 RGB array (0-255), float32 or (same pixels) uint8."""
+def decoded_pixels(img: Image.Image) -> int:
+    """Pixels a decode of this (opened, drafted) image will hold: the unit of the serving decode budget."""
+    return img.size[0] * img.size[1]
+
+
+def preprocess_image(image: bytes | Image.Image, dtype: type = np.float32,
+                     budget: Callable[[int], AbstractContextManager] | None = None) -> np.ndarray:
+    """Turn image bytes or a PIL image into a 227x227x3 RGB array (0-255), float32 or (same pixels) uint8.
+
+    budget(pixels), when given, is held while the full-size pixels exist (serving bounds decode memory).
+    """
     ours = isinstance(image, (bytes, bytearray, memoryview))
     img = open_image(image) if ours else image
+    with budget(decoded_pixels(img)) if budget else nullcontext():
+        return _to_array(img, ours, dtype)
+
+
+def _to_array(img: Image.Image, ours: bool, dtype: type) -> np.ndarray:
+    try:
+        img.load()
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"image too large: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"cannot decode image: {exc}") from exc
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated GIF/WebP: first frame

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 from app import metrics
 
-
 M_MMAP_THRESHOLD = -3
 
 

@@ -11,10 +11,10 @@ DEFAULTS: dict[str, object] = {
     "MODEL_CACHE_DIR": None,             # where gs:// versions are downloaded (default: a temp folder)
     "MODEL_VERSION": None,               # pin a version; default: newest
     "MODEL_POLL_SECONDS": 30.0,          # look for a newer version this often (0 = never)
-    "MODEL_CACHE_KEEP": 1,               # gs:// stores: downloaded versions kept besides the one loading
+    "MODEL_CACHE_KEEP": 1,               # gs:// stores: versions kept on disk besides the one loading
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # bytes per request -> 413 beyond
     "MAX_IMAGES_PER_REQUEST": 32,
-    "DECODE_BUDGET_MEGAPIXELS": 64.0,    # pixels all concurrent uploads may hold decoded (~6 bytes each)
+    "DECODE_BUDGET_MEGAPIXELS": 64.0,    # decoded pixels all concurrent uploads may hold (~6 bytes each)
     "BATCH_MAX_SIZE": 32,                # images per model call
     "BATCH_MAX_WAIT_MS": 2.0,            # how long the batcher waits for more images
     "MAX_QUEUE": 256,                    # images waiting for the model -> 503 beyond
@@ -25,7 +25,8 @@ DEFAULTS: dict[str, object] = {
 
 _INT = {"MODEL_CACHE_KEEP",
         "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
-_FLOAT = {"DECODE_BUDGET_MEGAPIXELS", "MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
+_FLOAT = {"DECODE_BUDGET_MEGAPIXELS",
+          "MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
 
 
 def from_env(environ: dict | None = None) -> dict:

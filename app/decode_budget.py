@@ -26,7 +26,7 @@ def return_big_buffers_to_the_os() -> bool:
         return False
 
 
-class BudgetTimeout(Exception):
+class BudgetTimeoutError(Exception):
     """An upload waited too long for decode memory."""
 
 
@@ -47,7 +47,7 @@ class DecodeBudget:
         started = time.monotonic()
         with self._cond:
             if not self._cond.wait_for(lambda: self.in_use + need <= self.capacity, timeout=self.timeout_s):
-                raise BudgetTimeout(f"decode budget busy for {self.timeout_s:.0f}s")
+                raise BudgetTimeoutError(f"decode budget busy for {self.timeout_s:.0f}s")
             self.in_use += need
             self.peak = max(self.peak, self.in_use)
         metrics.DECODE_WAIT.observe(time.monotonic() - started)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 from flask import current_app, request
 
-from app.decode_budget import BudgetTimeout
+from app.decode_budget import BudgetTimeoutError
 from app.errors import ApiError
 from model_store import InvalidImageError, preprocess_image
 
@@ -100,6 +100,6 @@ def decode_all(items: list[tuple[str | None, bytes]]) -> list[np.ndarray]:
             arrays.append(preprocess_image(data, np.uint8, budget=budget.hold))
         except InvalidImageError as exc:
             raise ApiError(f"{label}: {exc}") from exc
-        except BudgetTimeout as exc:
+        except BudgetTimeoutError as exc:
             raise ApiError(f"server busy decoding other uploads: {exc}", 503, {"Retry-After": "1"}) from exc
     return arrays

@@ -19,7 +19,7 @@ from model_store.preprocessing import (
     load_image_file,
     preprocess_image,
 )
-from model_store.remote import is_remote, local_copy, remote_versions, upload_version
+from model_store.remote import RemoteStoreError, is_remote, local_copy, prune_cache, remote_versions, upload_version
 from model_store.tta import TTA_MODES, predict_tta
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "TTA_MODES",
     "InvalidImageError",
     "ModelNotFoundError",
+    "RemoteStoreError",
     "is_remote",
     "latest_version",
     "local_copy",
@@ -40,6 +41,7 @@ __all__ = [
     "load_image_file",
     "predict_tta",
     "preprocess_image",
+    "prune_cache",
     "publish",
     "read_metadata",
     "staging_dir",

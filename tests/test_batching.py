@@ -6,9 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from app.batching import Batcher, OverloadedError
+from model_store import preprocess_image
 from tests import images
+from tests.conftest import shared_photos
 
 
 class SlowModel:
@@ -37,10 +40,10 @@ def test_concurrent_submits_are_coalesced_with_same_results():
 
 
 def test_full_queue_is_rejected():
-    gate = threading.Event()
-    batcher = Batcher(lambda x: (gate.wait(5), x)[1], max_batch=1, max_wait_s=0, max_queue=2)
+    gate, started = threading.Event(), threading.Event()
+    batcher = Batcher(lambda x: (started.set(), gate.wait(5), x)[2], max_batch=1, max_wait_s=0, max_queue=2)
     first = batcher.submit([np.zeros(1)])  # taken by the inference thread, which then blocks
-    time.sleep(0.1)
+    assert started.wait(5)  # no sleep: the model call has begun, so the queue is empty again
     batcher.submit([np.zeros(1)])
     batcher.submit([np.zeros(1)])
     with pytest.raises(OverloadedError):
@@ -51,18 +54,27 @@ def test_full_queue_is_rejected():
 
 
 def test_stale_and_cancelled_items_are_not_run():
-    model = SlowModel(delay=0.3)
+    gate, started, calls = threading.Event(), threading.Event(), []
+
+    def model(x):
+        calls.append(len(x))
+        started.set()
+        gate.wait(5)
+        return x
+
     batcher = Batcher(model, max_batch=1, max_wait_s=0, max_queue_time_s=0.1)
     first = batcher.submit([np.zeros(1)])[0]
-    time.sleep(0.05)
+    assert started.wait(5)
     stale = batcher.submit([np.ones(1)])[0]
     cancelled = batcher.submit([np.ones(1)])[0]
     assert cancelled.cancel()  # the client hung up
+    time.sleep(0.2)  # older than max_queue_time_s while the model is still busy (a lower bound, not a race)
+    gate.set()
     first.result(timeout=5)
     with pytest.raises(OverloadedError):
         stale.result(timeout=5)
     batcher.close()
-    assert model.calls == [1]  # neither the stale nor the cancelled image reached the model
+    assert calls == [1]  # neither the stale nor the cancelled image reached the model
 
 
 def test_model_failure_reaches_the_caller_and_batcher_survives():
@@ -81,18 +93,29 @@ def test_model_failure_reaches_the_caller_and_batcher_survives():
     batcher.close()
 
 
+def _distinct_photos(n: int) -> list[bytes]:
+    photos = [p.read_bytes() for p in shared_photos("validation", "cats", n // 2) + shared_photos(
+        "validation", "dogs", n // 2)]
+    rng = np.random.default_rng(5)
+    while len(photos) < n:  # without ../shared: noise images, all different
+        photos.append(images.encode(Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)), "PNG"))
+    return photos
+
+
 def test_app_coalesces_concurrent_http_requests(app):
     service = app.extensions["model_service"]
-    datas = [images.encode(images.gradient((200 + 10 * i, 150)), "JPEG") for i in range(16)]
+    datas = _distinct_photos(16)
+    # Each photo's own in-process answer: a row swapped between requests cannot pass.
+    own = service.predictor.predict(np.stack([preprocess_image(d, np.uint8) for d in datas]))
 
     def call(data):
         return app.test_client().post("/predict", data=data, content_type="image/jpeg").json
 
-    one_by_one = [call(d) for d in datas]
     before = service.batcher.batches_run
     with ThreadPoolExecutor(16) as pool:
         together = list(pool.map(call, datas))
     calls = service.batcher.batches_run - before
     assert calls < 16, f"16 concurrent requests took {calls} model calls"
-    for a, b in zip(one_by_one, together, strict=True):
-        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+    assert len({round(float(p[0]), 4) for p in own}) >= 12  # the photos really get different answers
+    for expected, got in zip(own, together, strict=True):
+        assert [got["probabilities"]["cats"], got["probabilities"]["dogs"]] == pytest.approx(expected, abs=1e-5)

@@ -9,7 +9,7 @@ import pytest
 import requests
 from PIL import Image
 
-from app.decode_budget import BudgetTimeout, DecodeBudget
+from app.decode_budget import BudgetTimeoutError, DecodeBudget
 from bench.server import worker_rss_mb
 from model_store import InvalidImageError, preprocess_image, preprocessing
 from tests.conftest import free_port, start_gunicorn, stop, wait_ready
@@ -63,7 +63,7 @@ def test_decode_budget_never_exceeds_capacity():
     with budget.hold(10**9):  # larger than the capacity: runs alone, holding all of it
         assert budget.in_use == budget.capacity
         budget.timeout_s = 0.05
-        with pytest.raises(BudgetTimeout), budget.hold(1):
+        with pytest.raises(BudgetTimeoutError), budget.hold(1):
             pass
 
 

@@ -74,3 +74,29 @@ def test_incomplete_remote_version_is_ignored(gcs, trained_store, tmp_path):
 def test_bad_uri_is_rejected():
     with pytest.raises(ValueError):
         model_store.remote.split_uri("s3://bucket/x")
+
+
+def test_cache_keeps_only_the_serving_version(gcs, trained_store, tmp_path):
+    cache = tmp_path / "cache"
+    assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0
+    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(cache), "MODEL_POLL_SECONDS": 0})
+    service = app.extensions["model_service"]
+    try:
+        for expected in (2, 3, 4):
+            assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0
+            assert service.check_for_new_version() and service.predictor.version == expected
+            # Only the serving version stays on disk (Cloud Run's /tmp is memory).
+            assert model_store.list_versions(cache) == [expected]
+            assert not list((cache / "alexnet").glob(".staging-*"))
+        assert app.test_client().get("/readyz").json["model_version"] == "4"
+    finally:
+        service.stop()
+
+
+def test_train_to_gcs_removes_its_local_store(gcs, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["train", "--data-dir", str(tiny_data["train"]), "--val-dir", str(tiny_data["val"]),
+                 "--model-store", gcs, "--epochs", "1", "--batch-size", "8", "--verbose", "0",
+                 "--precision", "float32"]) == 0
+    assert model_store.remote_versions(gcs) == [1]
+    assert not (tmp_path / "cache" / "train-store").exists()

@@ -70,3 +70,25 @@ def test_model_version_pins_an_older_version(copy_store):
         assert app.test_client().get("/readyz").json["model_version"] == "1"
     finally:
         app.extensions["model_service"].stop()
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"MAX_QUEUE": "lots"}, "MAX_QUEUE='lots' is not a number"),
+    ({"TTA": "rotate"}, "unknown TTA mode"),
+    ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS='many' is not a number"),
+    ({"MODEL_STORE": "gs://no-such-bucket/x", "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9"}, "unreadable"),
+])
+def test_config_and_store_errors_exit_4_with_one_line(trained_store, env, needle):
+    proc = start_gunicorn(env.get("MODEL_STORE", trained_store), free_port(), extra_env=env,
+                          output=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=120)
+    lines = [line for line in out.splitlines() if line.startswith("alexnet-service: cannot start:")]
+    assert proc.returncode != 0 and len(lines) == 1 and needle in lines[0], out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+
+
+def test_wsgi_config_error_exit_code(trained_store):
+    proc = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, capture_output=True, text=True,
+                          env={"MODEL_STORE": str(trained_store), "MAX_QUEUE": "x", "PATH": "/usr/bin:/bin"},
+                          timeout=120)
+    assert proc.returncode == 4 and "bad configuration" in proc.stderr and "Traceback" not in proc.stderr

@@ -14,9 +14,10 @@ BRIGHTNESS = 0.1  # +-10% of the 0-255 range
 CONTRAST = 0.2  # factor in [0.8, 1.2]
 
 
-def augment_params(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+def augment_params(rng: np.random.Generator, n: int, min_scale: float = CROP_SCALE[0]
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Crop boxes ([y1, x1, y2, x2], normalised, x swapped = mirrored) and [brightness, contrast] per image."""
-    scale = rng.uniform(*CROP_SCALE, n)
+    scale = rng.uniform(min_scale, CROP_SCALE[1], n)
     ratio = np.exp(rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), n))
     w = np.minimum(1.0, np.sqrt(scale * ratio))
     h = np.minimum(1.0, np.sqrt(scale / ratio))
@@ -43,9 +44,10 @@ def _augment(images: tf.Tensor, boxes: tf.Tensor, jitter: tf.Tensor) -> tf.Tenso
 class EpochBatches:
     """Yields each epoch's shuffled batches (uint8 pixels + augmentation parameters), seeded by epoch."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: bool):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: bool,
+                 min_scale: float = CROP_SCALE[0]):
         self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.seed, self.augment = seed, augment
+        self.seed, self.augment, self.min_scale = seed, augment, min_scale
         self.epoch = 0  # the next epoch to yield; set it to resume mid-run with the same data order
 
     def steps(self) -> int:
@@ -60,16 +62,16 @@ class EpochBatches:
         for step in range(self.steps()):
             # Sorted indices read the memmap front to back; order inside a batch does not matter.
             idx = np.sort(order[step * bs:(step + 1) * bs])
-            boxes, jitter = augment_params(rng, len(idx))
+            boxes, jitter = augment_params(rng, len(idx), self.min_scale)
             yield self.images[idx], boxes, jitter, self.labels[idx]
 
 
 def train_dataset(
     images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int, seed: int = 1337,
-    start_epoch: int = 0,
+    start_epoch: int = 0, min_scale: float = CROP_SCALE[0],
 ) -> tf.data.Dataset:
     """Shuffled, augmented, one-hot float32 batches; epoch k is the same whether run straight or resumed."""
-    source = EpochBatches(images, labels, batch_size, seed, augment=True)
+    source = EpochBatches(images, labels, batch_size, seed, augment=True, min_scale=min_scale)
     source.epoch = start_epoch
     h, w, c = images.shape[1:]
     ds = tf.data.Dataset.from_generator(source, output_signature=(

@@ -108,7 +108,7 @@ def _pick_precision(args, strategy, train_ds, num_classes: int) -> tuple[precisi
 
 
 def _run_settings(args: argparse.Namespace) -> dict:
-    keys = ("val_dir", "val_split", "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs",
+    keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay", "warmup_epochs",
             "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
     return {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
 
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True)
     first_epoch = state["epoch"] if state else 0
     train_ds = pipeline.train_dataset(train_set.images, train_set.labels, num_classes, batch, args.seed,
-                                      start_epoch=first_epoch)
+                                      start_epoch=first_epoch, min_scale=args.crop_scale)
     val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
     steps = max(1, len(train_set.images) // batch)
     mode, speeds = _pick_precision(args, strategy, pipeline.train_dataset(
@@ -213,7 +213,7 @@ def _metadata(args, train_set, val_set, summary: dict, seconds: float, strategy)
         },
         "hyperparameters": {k: getattr(args, k) for k in (
             "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",
-            "dropout", "bn_momentum", "patience", "seed", "precision")},
+            "dropout", "bn_momentum", "patience", "seed", "precision", "crop_scale")},
         "training_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(1, summary["epochs_run"]), 1),
         "replicas": strategy.num_replicas_in_sync,
@@ -238,6 +238,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-epochs", type=float, default=2.0)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--crop-scale", type=float, default=pipeline.CROP_SCALE[0],
+                        help="smallest random crop, as a fraction of the photo's area")
     parser.add_argument("--bn-momentum", type=float, default=0.99,
                         help="BatchNorm moving-average momentum (lower adapts faster in short runs)")
     parser.add_argument("--patience", type=int, default=10, help="EarlyStopping patience in epochs")

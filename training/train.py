@@ -108,8 +108,8 @@ def _pick_precision(args, strategy, train_ds, num_classes: int) -> tuple[precisi
 
 
 def _run_settings(args: argparse.Namespace) -> dict:
-    keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay", "warmup_epochs",
-            "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
+    keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay",
+            "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
     return {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
 
 

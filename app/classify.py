@@ -6,8 +6,9 @@ import numpy as np
 
 from app import metrics
 from app.batching import OverloadedError
+from app.disconnect import client_gone_check
 from app.errors import ApiError
-from app.model_service import Classified, get_service
+from app.model_service import Classified, ClientGoneError, get_service
 from model_store import MODEL_NAME
 
 
@@ -26,7 +27,10 @@ def classify(arrays: list[np.ndarray]) -> Classified:
     if not service.ready:
         raise ApiError("model not ready", 503, {"Retry-After": "5"})
     try:
-        return service.classify(arrays)
+        return service.classify(arrays, client_gone_check())
+    except ClientGoneError as exc:
+        # Nobody reads this answer; 499 (nginx's "client closed request") keeps the logs honest.
+        raise ApiError(str(exc), 499) from exc
     except OverloadedError as exc:
         metrics.QUEUE_REJECTED.inc()
         raise ApiError(str(exc), 503, {"Retry-After": "1"}) from exc

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import TimeoutError as FutureTimeout
+import time
+from collections.abc import Callable
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,10 @@ from app.batching import Batcher, OverloadedError
 from app.predictor import ModelLoadError, Predictor, load_predictor
 
 log = logging.getLogger(__name__)
+
+
+class ClientGoneError(Exception):
+    """The client hung up before its images reached the model."""
 
 
 @dataclass
@@ -161,20 +167,28 @@ class ModelService:
         """Model loaded and warmed, and not shutting down."""
         return self.predictor is not None and self.batcher is not None and not self.draining
 
-    def classify(self, images: list[np.ndarray]) -> Classified:
-        """Run preprocessed images through the batcher; raises OverloadedError when the server is saturated."""
+    def classify(self, images: list[np.ndarray], client_gone: Callable[[], bool] | None = None) -> Classified:
+        """Run preprocessed images through the batcher; raises OverloadedError when the server is saturated
+        and ClientGoneError when client_gone() says the client hung up while its images were queued."""
         futures = self.batcher.submit(images)
-        timeout = float(self.config["REQUEST_TIMEOUT_SECONDS"])
-        try:
-            results = [f.result(timeout=timeout) for f in futures]
-        except FutureTimeout:
-            for f in futures:
-                f.cancel()  # nothing left behind for a request that gave up
-            raise OverloadedError("server busy: inference timed out") from None
+        deadline = time.monotonic() + float(self.config["REQUEST_TIMEOUT_SECONDS"])
+        while True:
+            _, pending = futures_wait(futures, timeout=min(0.05, max(0.0, deadline - time.monotonic())))
+            if not pending:
+                break
+            gone = client_gone is not None and client_gone()
+            if gone or time.monotonic() >= deadline:
+                for f in futures:
+                    f.cancel()  # queued work of a request that gave up never reaches the model
+                if gone:
+                    metrics.CLIENT_GONE.inc()
+                    raise ClientGoneError("client closed the connection")
+                raise OverloadedError("server busy: inference timed out")
+        results = [f.result() for f in futures]
         versions = {v for v, _ in results}
         if len(versions) > 1:
             # A hot swap landed between two images of one request: redo it whole on one version.
-            return self.classify(images)
+            return self.classify(images, client_gone)
         version = versions.pop()
         names = self.predictor.class_names if self.predictor.version == version else self._names_of(version)
         return Classified(version, names, np.stack([row for _, row in results]))

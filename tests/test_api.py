@@ -114,15 +114,39 @@ def test_unknown_model_or_version_is_404_json(client, path):
     assert resp.status_code == 404 and "error" in resp.json
 
 
+def _samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def test_health_ready_metrics(client, sample_jpeg):
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").json == {"status": "ready", "model_version": "1"}
-    client.post("/predict", data=_multipart(("x.jpg", sample_jpeg)))
-    text = client.get("/metrics").get_data(as_text=True)
-    assert 'http_requests_total{method="POST",route="/predict",status="200"}' in text
-    for name in ("http_request_duration_seconds_bucket", "inference_batch_size_bucket",
-                 "inference_duration_seconds_count", 'model_version_info{version="1"} 1.0'):
-        assert name in text
+    before = _samples(client.get("/metrics").get_data(as_text=True))
+    for _ in range(3):
+        assert client.post("/predict", data=_multipart(("x.jpg", sample_jpeg))).status_code == 200
+    assert client.post("/predict", data=_multipart(("x.jpg", sample_jpeg), ("y.jpg", sample_jpeg))).status_code == 200
+    assert client.post("/predict", data=b"junk", content_type="image/jpeg").status_code == 400
+    after = _samples(client.get("/metrics").get_data(as_text=True))
+
+    def moved(name):
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    # Values move by exactly what was served, not merely exist.
+    assert moved('http_requests_total{method="POST",route="/predict",status="200"}') == 4
+    assert moved('http_requests_total{method="POST",route="/predict",status="400"}') == 1
+    assert moved('http_request_duration_seconds_count{route="/predict"}') == 5
+    assert moved('http_request_duration_seconds_sum{route="/predict"}') > 0
+    assert moved("images_classified_total") == 5
+    assert moved("inference_batch_size_sum") == 5  # 5 images went through the model
+    assert 1 <= moved("inference_batch_size_count") <= 4
+    assert moved("inference_duration_seconds_sum") > 0
+    assert after['model_version_info{version="1"}'] == 1.0
+    assert after["http_requests_in_progress"] == 1.0  # just the /metrics request itself
 
 
 def test_openapi_document_is_valid_and_complete(client, app):

@@ -119,3 +119,41 @@ def test_app_coalesces_concurrent_http_requests(app):
     assert len({round(float(p[0]), 4) for p in own}) >= 12  # the photos really get different answers
     for expected, got in zip(own, together, strict=True):
         assert [got["probabilities"]["cats"], got["probabilities"]["dogs"]] == pytest.approx(expected, abs=1e-5)
+
+
+def test_peer_closed_sees_a_hung_up_client():
+    import socket
+
+    from app.disconnect import peer_closed
+
+    ours, theirs = socket.socketpair()
+    assert not peer_closed(ours)
+    theirs.sendall(b"GET / HTTP/1.1\r\n")  # pipelined bytes: still connected
+    assert not peer_closed(ours)
+    ours.recv(100)
+    theirs.close()
+    assert peer_closed(ours)
+    ours.close()
+    assert peer_closed(ours)
+
+
+def test_work_of_a_gone_client_never_reaches_the_model(app):
+    from app.model_service import ClientGoneError
+
+    service = app.extensions["model_service"]
+    gate, started, seen = threading.Event(), threading.Event(), []
+    blocker = Batcher(lambda x: (seen.append(x.copy()), started.set(), gate.wait(5), np.zeros((len(x), 2)))[3],
+                      max_batch=1, max_wait_s=0)
+    original, service.batcher = service.batcher, blocker
+    try:
+        first = blocker.submit([np.zeros((227, 227, 3), np.uint8)])  # occupies the model
+        assert started.wait(5)
+        marked = np.full((227, 227, 3), 7, np.uint8)
+        with pytest.raises(ClientGoneError):
+            service.classify([marked, marked], client_gone=lambda: True)
+        gate.set()
+        first[0].result(timeout=5)
+        blocker.close()
+        assert not any((x == 7).all() for batch in seen for x in batch)  # dropped before the model
+    finally:
+        service.batcher = original

@@ -35,7 +35,8 @@ def _flat(size: tuple[int, int], fmt: str) -> bytes:
 
 
 def drain_under_load(port: int, proc, bodies: list[bytes], clients: int = 32) -> collections.Counter:
-    """SIGTERM while `clients` photo uploads are in flight: each must end in 200 or 503, none reset."""
+    """SIGTERM while `clients` photo uploads (multipart bodies) are in flight: each must end in 200 or 503,
+    or be refused before it was accepted; none may be reset."""
     mp = {"Content-Type": f"multipart/form-data; boundary={load.BOUNDARY}"}
     outcomes: collections.Counter = collections.Counter()
     lock = threading.Lock()
@@ -43,7 +44,7 @@ def drain_under_load(port: int, proc, bodies: list[bytes], clients: int = 32) ->
     def one(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         try:
-            conn.request("POST", "/predict", body=load.multipart(bodies[i % len(bodies)], f"{i}.jpg"), headers=mp)
+            conn.request("POST", "/predict", body=bodies[i % len(bodies)], headers=mp)
             outcome = str(conn.getresponse().status)
         except ConnectionRefusedError:
             outcome = "refused"  # arrived after the listener closed: never accepted, the client can retry

@@ -77,6 +77,8 @@ def train_dataset(
     ds = tf.data.Dataset.from_generator(source, output_signature=(
         tf.TensorSpec((None, h, w, c), tf.uint8), tf.TensorSpec((None, 4), tf.float32),
         tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.int32)))
+    # A generator has unknown length: state it, so Keras knows the steps per epoch from the start.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(source.steps()))
     ds = ds.map(lambda x, b, j, y: (_augment(x, b, j), tf.one_hot(y, num_classes)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(2)
@@ -93,5 +95,6 @@ def eval_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batch
     h, w, c = images.shape[1:]
     ds = tf.data.Dataset.from_generator(batches, output_signature=(
         tf.TensorSpec((None, h, w, c), tf.uint8), tf.TensorSpec((None,), tf.int32)))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)))
     return ds.prefetch(2)

@@ -1,4 +1,4 @@
-"""Precision modes for CPU training (float32, float32+XLA, mixed bfloat16): detection and a short race."""
+"""Precision modes for CPU training (float32, float32+XLA, mixed bfloat16): detection, a short race, speeds."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+import model_store
+from training.model import build_alexnet
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +89,37 @@ def choose(build: Callable[[], keras.Model], x: np.ndarray, y: np.ndarray, names
         speeds[name] = measure(build, mode(name), x, y)
         log.info("precision %-12s %.1f img/s (bare train step)", name, speeds[name])
     return max(speeds, key=speeds.get), speeds
+
+
+class EpochSpeed(keras.callbacks.Callback):
+    """Training img/s of each epoch, validation excluded."""
+
+    def __init__(self, images_per_epoch: int):
+        super().__init__()
+        self.images_per_epoch, self.rates, self._t0 = images_per_epoch, [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.rates.append(self.images_per_epoch / (time.perf_counter() - self._t0))
+        log.info("epoch train speed %.1f img/s", self.rates[-1])
+
+    def steady(self) -> float | None:
+        """Median img/s of the epochs after the first (which pays for graph building), if any."""
+        rates = self.rates[1:] or self.rates
+        return float(np.median(rates)) if rates else None
+
+
+def pick(choice: str, strategy: tf.distribute.Strategy, train_ds: tf.data.Dataset, num_classes: int
+         ) -> tuple[Mode, dict[str, float]]:
+    """The mode to train in (raced when choice is 'auto') and the bare step img/s of each mode raced."""
+    x, y = next(iter(train_ds))
+    build = lambda: build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes)  # noqa: E731
+    if strategy.num_replicas_in_sync > 1 or tf.config.list_physical_devices("GPU"):
+        return Mode("mixed_float16", "mixed_float16", False), {}
+    names = candidates() if choice == "auto" else [choice]
+    chosen, speeds = choose(build, x.numpy(), y.numpy(), names)
+    table = ", ".join(f"{k} {v:.1f} img/s" for k, v in speeds.items())
+    print(f"bare train-step speed (batch {len(x)}): {table} -> training in {chosen}", flush=True)
+    return mode(chosen), speeds

@@ -75,38 +75,6 @@ def _best_epoch(history_path: Path) -> dict:
             "best_val_accuracy": float(best["val_accuracy"]), "best_val_loss": float(best["val_loss"])}
 
 
-class EpochSpeed(keras.callbacks.Callback):
-    """Training img/s of each epoch, validation excluded."""
-
-    def __init__(self, images_per_epoch: int):
-        super().__init__()
-        self.images_per_epoch, self.rates, self._t0 = images_per_epoch, [], 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        self.rates.append(self.images_per_epoch / (time.perf_counter() - self._t0))
-        log.info("epoch train speed %.1f img/s", self.rates[-1])
-
-    def steady(self) -> float | None:
-        """Median img/s of the epochs after the first (which pays for graph building), if any."""
-        rates = self.rates[1:] or self.rates
-        return float(np.median(rates)) if rates else None
-
-
-def _pick_precision(args, strategy, train_ds, num_classes: int) -> tuple[precision.Mode, dict[str, float]]:
-    x, y = next(iter(train_ds))
-    build = lambda: build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes)  # noqa: E731
-    if strategy.num_replicas_in_sync > 1 or tf.config.list_physical_devices("GPU"):
-        return precision.Mode("mixed_float16", "mixed_float16", False), {}
-    names = precision.candidates() if args.precision == "auto" else [args.precision]
-    chosen, speeds = precision.choose(build, x.numpy(), y.numpy(), names)
-    table = ", ".join(f"{k} {v:.1f} img/s" for k, v in speeds.items())
-    print(f"bare train-step speed (batch {len(x)}): {table} -> training in {chosen}", flush=True)
-    return precision.mode(chosen), speeds
-
-
 def _run_settings(args: argparse.Namespace) -> dict:
     keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay",
             "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
@@ -136,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                                       start_epoch=first_epoch, min_scale=args.crop_scale)
     val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
     steps = max(1, len(train_set.images) // batch)
-    mode, speeds = _pick_precision(args, strategy, pipeline.train_dataset(
+    mode, speeds = precision.pick(args.precision, strategy, pipeline.train_dataset(
         train_set.images, train_set.labels, num_classes, batch, args.seed), num_classes)
 
     keras.mixed_precision.set_global_policy(mode.policy)
@@ -156,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                                                  save_best_only=True, save_weights_only=True)
     stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience,
                                              restore_best_weights=True)
-    speed = EpochSpeed(steps * batch)
+    speed = precision.EpochSpeed(steps * batch)
     callbacks = [checkpoint, stopping, keras.callbacks.CSVLogger(folder / "history.csv", append=bool(state)),
                  speed, resume.SaveState(folder, checkpoint, stopping, state)]
     started = time.time()

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 # Random resized crops: area fraction and aspect-ratio range of the crop, then resized back to full size.
-CROP_SCALE = (0.35, 1.0)
+CROP_SCALE = (0.5, 1.0)  # 0.35 measured 0.700 vs 0.788 for 0.5 in the same 2-epoch demo run
 CROP_RATIO = (3 / 4, 4 / 3)
 BRIGHTNESS = 0.1  # +-10% of the 0-255 range
 CONTRAST = 0.2  # factor in [0.8, 1.2]

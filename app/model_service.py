@@ -89,7 +89,7 @@ class ModelService:
             return
         keep_n = max(1, int(self.config.get("MODEL_CACHE_KEEP") or 1))
         others = [v for v in model_store.list_versions(self.local_store) if v != self.predictor.version]
-        keep = {self.predictor.version, *(others[len(others) - (keep_n - 1):] if keep_n > 1 else [])}
+        keep = {self.predictor.version, *(others[-(keep_n - 1):] if keep_n > 1 else [])}
         removed = model_store.prune_cache(self.local_store, keep)
         if removed:
             log.info("model cache: removed versions %s, kept %s", removed, sorted(keep))
@@ -118,12 +118,11 @@ class ModelService:
             threading.Thread(target=self._poll_loop, args=(poll,), name="model-poller", daemon=True).start()
 
     def check_for_new_version(self) -> bool:
-        """Load a newer version if the store has one; keep the current one if it fails. True if swapped."""
-        try:
-            version = self._wanted_version()
-        except OSError as exc:
-            log.warning("model store %s unreadable: %s", self.store_uri, exc)
-            return False
+        """Load a newer version if the store has one; keep the current one if it fails. True if swapped.
+
+        A store that cannot be read raises: the poll loop counts, reports and backs off for every error alike.
+        """
+        version = self._wanted_version()
         current = self.predictor.version if self.predictor else None
         if version is None or version == current or (current is not None and version < current):
             return False

@@ -24,13 +24,13 @@ def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return raw[:n], raw[n:]
 
 
-def take(binary: bytes, offset: int, size: object, what: str) -> tuple[bytes, int]:
-    """The next `size` bytes of the binary section and the new offset, or a 400."""
+def take(binary: bytes, size: object, what: str) -> bytes:
+    """The first `size` bytes of the binary section (the model has one input), or a 400."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ApiError(f"{what}: binary_data_size must be a non-negative integer")
-    if offset + size > len(binary):
+    if size > len(binary):
         raise ApiError(f"{what}: binary_data_size {size} runs past the end of the body")
-    return binary[offset:offset + size], offset + size
+    return binary[:size]
 
 
 def bytes_elements(blob: bytes, what: str) -> list[bytes]:

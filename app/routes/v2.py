@@ -81,7 +81,7 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
     if "binary_data_size" in params:
         if "data" in tensor:
             raise ApiError("input has both 'data' and parameters.binary_data_size: send one")
-        blob, _ = v2_binary.take(binary, 0, params["binary_data_size"], "input 'image'")
+        blob = v2_binary.take(binary, params["binary_data_size"], "input 'image'")
         raw = v2_binary.bytes_elements(blob, "input 'image'")
     else:
         data = tensor.get("data")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from model_store.tta import check_mode
+from runtimes import CHOICES as RUNTIME_CHOICES
 
 DEFAULTS: dict[str, object] = {
     "MODEL_STORE": "model_store",        # local folder or gs://bucket/prefix
@@ -21,6 +22,7 @@ DEFAULTS: dict[str, object] = {
     "MAX_QUEUE_SECONDS": 10.0,           # an image waiting longer than this gets a 503
     "REQUEST_TIMEOUT_SECONDS": 30.0,
     "TTA": "none",                       # "flip": average each photo and its mirror (2x model work)
+    "MODEL_RUNTIME": "auto",             # auto | openvino-int8 | openvino | tensorflow (see runtimes/)
 }
 
 _INT = {"MODEL_CACHE_KEEP",
@@ -42,4 +44,7 @@ def from_env(environ: dict | None = None) -> dict:
         except ValueError as exc:
             raise ValueError(f"environment variable {key}={raw!r} is not a number") from exc
     out["TTA"] = check_mode(str(out["TTA"]))
+    out["MODEL_RUNTIME"] = str(out["MODEL_RUNTIME"]).lower()
+    if out["MODEL_RUNTIME"] not in RUNTIME_CHOICES:
+        raise ValueError(f"MODEL_RUNTIME={out['MODEL_RUNTIME']!r} is not one of {', '.join(RUNTIME_CHOICES)}")
     return out

@@ -28,8 +28,8 @@ INFERENCE = Histogram(
 )
 IMAGES = Counter("images_classified_total", "Images classified")
 QUEUE_REJECTED = Counter("inference_rejected_total", "Requests answered 503 because of overload")
-MODEL_VERSION = Gauge("model_version_info", "Loaded model version (value 1 for the serving one)",
-                      ["version"], multiprocess_mode="liveall")
+MODEL_VERSION = Gauge("model_version_info", "Loaded model version and the runtime serving it (1 = serving)",
+                      ["version", "runtime"], multiprocess_mode="liveall")
 MODEL_LOADS = Counter("model_loads_total", "Model version loads by outcome", ["outcome"])
 IN_PROGRESS = Gauge("http_requests_in_progress", "Requests being handled now", multiprocess_mode="livesum")
 POLL_FAILURES = Counter("model_poll_failures_total", "Hot-reload polls that raised (the poller keeps going)")
@@ -45,11 +45,11 @@ def observe_batch(size: int, seconds: float) -> None:
     IMAGES.inc(size)
 
 
-def set_model_version(version: int, previous: int | None = None) -> None:
-    """Mark the serving version."""
+def set_model_version(version: int, runtime: str, previous: tuple[int, str] | None = None) -> None:
+    """Mark the serving version and its runtime (and the one it replaced as no longer serving)."""
     if previous is not None:
-        MODEL_VERSION.labels(version=str(previous)).set(0)
-    MODEL_VERSION.labels(version=str(version)).set(1)
+        MODEL_VERSION.labels(version=str(previous[0]), runtime=previous[1]).set(0)
+    MODEL_VERSION.labels(version=str(version), runtime=runtime).set(1)
 
 
 def _route() -> str:

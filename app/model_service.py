@@ -13,6 +13,7 @@ import numpy as np
 from flask import Flask, current_app
 
 import model_store
+import runtimes
 from app import metrics
 from app.batching import Batcher, OverloadedError
 from app.predictor import ModelLoadError, Predictor, load_predictor
@@ -55,17 +56,26 @@ class ModelService:
         # For gs:// stores this downloads the pinned version, or else the newest one.
         failed = {v for v, st in self.states.items() if st.get("failed")}
         store = self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"), pinned,
-                                                          skip=failed)
+                                                          skip=failed, want=self._files_wanted)
         if pinned:
             return pinned
         candidates = [v for v in model_store.list_versions(store) if self.states.get(v, {}).get("state") != "END"]
         return candidates[-1] if candidates else None
 
+    def _files_wanted(self, metadata: dict) -> list[str]:
+        # gs:// stores: fetch only the chosen runtime's files (Cloud Run's /tmp is memory).
+        try:
+            name = runtimes.choose(metadata, str(self.config.get("MODEL_RUNTIME") or "auto"))
+            return runtimes.files_for(metadata, name)
+        except runtimes.RuntimeUnavailableError:
+            return [model_store.MODEL_FILE]  # loading reports the reason
+
     def _load(self, version: int) -> Predictor:
         self.states[version] = {"state": "LOADING", "error_message": ""}
         try:
             predictor = load_predictor(self.local_store, version, int(self.config["BATCH_MAX_SIZE"]),
-                                       str(self.config.get("TTA") or "none"))
+                                       str(self.config.get("TTA") or "none"),
+                                       str(self.config.get("MODEL_RUNTIME") or "auto"))
         except (ModelLoadError, FileNotFoundError) as exc:
             self.states[version] = {"state": "END", "error_message": str(exc), "failed": True}
             metrics.MODEL_LOADS.labels(outcome="failed").inc()
@@ -80,7 +90,8 @@ class ModelService:
             self.states[predictor.version] = {"state": "AVAILABLE", "error_message": ""}
             if previous is not None and previous.version != predictor.version:
                 self.states[previous.version] = {"state": "END", "error_message": ""}
-        metrics.set_model_version(predictor.version, previous.version if previous else None)
+        metrics.set_model_version(predictor.version, predictor.runtime_name,
+                                  (previous.version, previous.runtime_name) if previous else None)
         self._prune_cache()
 
     def _prune_cache(self) -> None:

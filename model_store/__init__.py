@@ -19,7 +19,15 @@ from model_store.preprocessing import (
     load_image_file,
     preprocess_image,
 )
-from model_store.remote import RemoteStoreError, is_remote, local_copy, prune_cache, remote_versions, upload_version
+from model_store.remote import (
+    RemoteStoreError,
+    is_remote,
+    local_copy,
+    prune_cache,
+    remote_versions,
+    update_version,
+    upload_version,
+)
 from model_store.tta import TTA_MODES, predict_tta
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "latest_version",
     "local_copy",
     "remote_versions",
+    "update_version",
     "upload_version",
     "list_versions",
     "load_image_file",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from model_store.layout import METADATA_FILE, MODEL_FILE, MODEL_NAME, list_versions, publish, staging_dir, version_dir
@@ -73,26 +75,57 @@ def remote_versions(uri: str) -> list[int]:
     return sorted(found)
 
 
-def download_version(uri: str, version: int, cache_dir: str | os.PathLike) -> Path:
-    """Copy one remote version into cache_dir/alexnet/<version> (atomically); returns that folder."""
+def _runtime_files(metadata: dict) -> list[str]:
+    # Files of exported runtimes (OpenVINO IRs), as listed in metadata.json; never a path outside the version.
+    out = []
+    for entry in (metadata.get("runtimes") or {}).values():
+        for name in entry.get("files", []) if isinstance(entry, dict) else []:
+            if isinstance(name, str) and ".." not in name.split("/") and not name.startswith("/"):
+                out.append(name)
+    return out
+
+
+def download_version(uri: str, version: int, cache_dir: str | os.PathLike,
+                     want: Callable[[dict], list[str]] | None = None) -> Path:
+    """Copy one remote version into cache_dir/alexnet/<version> (atomically); returns that folder.
+
+    want(metadata) names the files needed (default: all); files a later call wants are fetched then.
+    """
     target = version_dir(cache_dir, version)
-    if target.is_dir():
-        return target  # versions are immutable once published
     bucket_name, prefix = split_uri(uri)
     bucket = _client().bucket(bucket_name)
-    staged = staging_dir(cache_dir)
     base = f"{_model_prefix(prefix)}{version}/"
+    if target.is_dir():
+        metadata = json.loads((target / METADATA_FILE).read_text())
+        missing = [f for f in _wanted(metadata, want) if not (target / f).is_file()]
+        with _gcs_errors(f"cannot download version {version} of {uri}"):
+            for name in missing:  # each file lands whole (temp name + rename); metadata is already there
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                tmp = target / f"{name}.{os.getpid()}.part"
+                bucket.blob(base + name).download_to_filename(str(tmp))
+                os.replace(tmp, target / name)
+        return target
+    staged = staging_dir(cache_dir)
     try:
         with _gcs_errors(f"cannot download version {version} of {uri}"):
-            for name in FILES:
+            bucket.blob(base + METADATA_FILE).download_to_filename(str(staged / METADATA_FILE))
+            metadata = json.loads((staged / METADATA_FILE).read_text())
+            for name in FILES[:-1]:
                 blob = bucket.blob(base + name)
-                if name in (MODEL_FILE, METADATA_FILE) or blob.exists():
+                if name == MODEL_FILE and want is not None and MODEL_FILE not in want(metadata):
+                    continue  # an OpenVINO runtime serves: the .h5 would only take disk (RAM on Cloud Run)
+                if name == MODEL_FILE or blob.exists():
                     blob.download_to_filename(str(staged / name))
+            for name in _wanted(metadata, want):
+                if not (staged / name).is_file():
+                    (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                    bucket.blob(base + name).download_to_filename(str(staged / name))
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)  # no half-downloaded version left in the cache
         raise
+    for folder in (staged, *(p for p in staged.rglob("*") if p.is_dir())):
+        os.chmod(folder, 0o755)
     try:
-        os.chmod(staged, 0o755)
         os.rename(staged, target)
     except OSError:
         if not target.is_dir():  # someone else (another worker) won the race: theirs is identical
@@ -100,8 +133,13 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike) -> Pa
     return target
 
 
+def _wanted(metadata: dict, want: Callable[[dict], list[str]] | None) -> list[str]:
+    files = _runtime_files(metadata)
+    return files if want is None else [f for f in want(metadata) if f in files or f == MODEL_FILE]
+
+
 def local_copy(uri: str, cache_dir: str | os.PathLike | None = None, version: int | None = None,
-               skip: set[int] | frozenset = frozenset()) -> str:
+               skip: set[int] | frozenset = frozenset(), want: Callable[[dict], list[str]] | None = None) -> str:
     """A local store path for uri: itself when local; for gs://, a cache holding the wanted version
     (the pinned one, else the newest not in skip: versions that already failed to load)."""
     if not is_remote(uri):
@@ -111,7 +149,7 @@ def local_copy(uri: str, cache_dir: str | os.PathLike | None = None, version: in
     candidates = [v for v in versions if v not in skip]
     wanted = version if version is not None else (candidates[-1] if candidates else None)
     if wanted is not None and wanted in versions:
-        download_version(uri, wanted, cache)
+        download_version(uri, wanted, cache, want)
     cache.mkdir(parents=True, exist_ok=True)
     return str(cache)
 
@@ -130,6 +168,13 @@ def prune_cache(cache_dir: str | os.PathLike, keep: set[int]) -> list[int]:
     return removed
 
 
+def _version_files(src: Path) -> list[str]:
+    """Every file of a local version (relative, '/'-separated), metadata.json last; hidden ones skipped."""
+    names = sorted(p.relative_to(src).as_posix() for p in src.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
+    return [n for n in names if n != METADATA_FILE] + [METADATA_FILE]
+
+
 def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> int:
     """Publish a local version to a gs:// store as the next remote version number; returns it."""
     from google.api_core.exceptions import PreconditionFailed
@@ -137,13 +182,13 @@ def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> in
     src = version_dir(local_store, version)
     bucket_name, prefix = split_uri(uri)
     bucket = _client().bucket(bucket_name)
+    names = _version_files(src)
     while True:
         existing = remote_versions(uri)
         remote = (existing[-1] + 1) if existing else 1
         base = f"{_model_prefix(prefix)}{remote}/"
-        for name in FILES[:-1]:
-            if (src / name).is_file():
-                bucket.blob(base + name).upload_from_filename(str(src / name))
+        for name in names[:-1]:
+            bucket.blob(base + name).upload_from_filename(str(src / name))
         try:
             # if_generation_match=0: only create, never overwrite a version another publisher finished.
             bucket.blob(base + METADATA_FILE).upload_from_filename(str(src / METADATA_FILE), if_generation_match=0)
@@ -152,6 +197,18 @@ def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> in
             continue
 
 
+def update_version(local_store: str | os.PathLike, version: int, uri: str, new_files: list[str]) -> None:
+    """Upload files added to a published version (an export), then replace its metadata.json that names them."""
+    src = version_dir(local_store, version)
+    bucket_name, prefix = split_uri(uri)
+    bucket = _client().bucket(bucket_name)
+    base = f"{_model_prefix(prefix)}{version}/"
+    with _gcs_errors(f"cannot update version {version} of {uri}"):
+        for name in new_files:
+            bucket.blob(base + name).upload_from_filename(str(src / name))
+        bucket.blob(base + METADATA_FILE).upload_from_filename(str(src / METADATA_FILE))
+
+
 __all__ = ["RemoteStoreError", "download_version", "is_remote", "list_versions", "local_copy", "prune_cache", "publish",
            "remote_versions",
-           "split_uri", "upload_version"]
+           "split_uri", "update_version", "upload_version"]

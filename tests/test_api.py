@@ -123,7 +123,7 @@ def _samples(text: str) -> dict[str, float]:
     return out
 
 
-def test_health_ready_metrics(client, sample_jpeg):
+def test_health_ready_metrics(app, client, sample_jpeg):
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").json == {"status": "ready", "model_version": "1"}
     before = _samples(client.get("/metrics").get_data(as_text=True))
@@ -145,7 +145,8 @@ def test_health_ready_metrics(client, sample_jpeg):
     assert moved("inference_batch_size_sum") == 5  # 5 images went through the model
     assert 1 <= moved("inference_batch_size_count") <= 4
     assert moved("inference_duration_seconds_sum") > 0
-    assert after['model_version_info{version="1"}'] == 1.0
+    runtime = app.extensions["model_service"].predictor.runtime_name
+    assert after[f'model_version_info{{version="1",runtime="{runtime}"}}'] == 1.0
     assert after["http_requests_in_progress"] == 1.0  # just the /metrics request itself
 
 

@@ -31,7 +31,8 @@ def test_publish_then_serve_from_bucket(gcs, trained_store, tmp_path):
     assert model_store.remote_versions(gcs) == [1]
 
     cache = tmp_path / "cache"
-    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(cache), "MODEL_POLL_SECONDS": 0})
+    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(cache), "MODEL_POLL_SECONDS": 0,
+                      "MODEL_RUNTIME": "tensorflow"})
     try:
         client = app.test_client()
         resp = client.post("/predict", data=images.encode(images.gradient(), "JPEG"), content_type="image/jpeg")
@@ -100,3 +101,45 @@ def test_train_to_gcs_removes_its_local_store(gcs, tiny_data, tmp_path, monkeypa
                  "--precision", "float32"]) == 0
     assert model_store.remote_versions(gcs) == [1]
     assert not (tmp_path / "cache" / "train-store").exists()
+
+
+def test_openvino_serving_downloads_only_its_runtime_files(gcs, trained_store, tmp_path):
+    assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0
+    cache = tmp_path / "cache"
+    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(cache), "MODEL_POLL_SECONDS": 0,
+                      "MODEL_RUNTIME": "openvino-int8"})
+    try:
+        resp = app.test_client().post("/predict", data=images.encode(images.gradient(), "JPEG"),
+                                      content_type="image/jpeg")
+        assert resp.status_code == 200, resp.json
+    finally:
+        app.extensions["model_service"].stop()
+    got = sorted(p.relative_to(cache / "alexnet" / "1").as_posix() for p in (cache / "alexnet" / "1").rglob("*")
+                 if p.is_file())
+    int8 = model_store.read_metadata(trained_store, 1)["runtimes"]["openvino-int8"]["files"]
+    assert set(int8) <= set(got) and "alexnet.h5" not in got  # Cloud Run's /tmp is memory: 233 MB not fetched
+    assert not any("fp32" in name for name in got)
+
+    # The same cached version asked for with TensorFlow later: the .h5 is fetched then.
+    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(cache), "MODEL_POLL_SECONDS": 0,
+                      "MODEL_RUNTIME": "tensorflow"})
+    app.extensions["model_service"].stop()
+    assert (cache / "alexnet" / "1" / "alexnet.h5").is_file()
+
+
+def test_export_a_gcs_version_in_place(gcs, trained_store, tmp_path, tiny_data):
+    src = tmp_path / "plain"
+    shutil.copytree(trained_store, src)
+    meta = model_store.read_metadata(src, 1)
+    meta.pop("runtimes")
+    (model_store.version_dir(src, 1) / "metadata.json").write_text(__import__("json").dumps(meta))
+    shutil.rmtree(model_store.version_dir(src, 1) / "openvino-1")
+    assert main(["publish", "--model-store", str(src), "--to", gcs]) == 0
+    assert main(["export", "--model-store", gcs, "--cache-dir", str(tmp_path / "c"),
+                 "--data-dir", str(tiny_data["train"]), "--val-dir", str(tiny_data["val"])]) == 0
+    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(tmp_path / "serve"), "MODEL_POLL_SECONDS": 0,
+                      "MODEL_RUNTIME": "openvino"})
+    try:
+        assert app.extensions["model_service"].predictor.runtime_name == "openvino"
+    finally:
+        app.extensions["model_service"].stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import logging
 import platform
@@ -19,6 +20,7 @@ import PIL
 import tensorflow as tf
 
 import model_store
+import runtimes
 from training import cache, data, pipeline, plots, precision, resume
 from training.model import build_alexnet
 
@@ -148,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
                         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                         "wall_seconds": round(time.time() - wall_start, 1)}
     meta = _metadata(args, train_set, val_set, summary, seconds, strategy)
+    if not args.no_export:
+        meta["runtimes"] = _export(folder, model, train_set, val_set, args.seed)
     (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     version = model_store.publish(local_store, folder)
     where = model_store.version_dir(local_store, version)
@@ -163,6 +167,20 @@ def run(args: argparse.Namespace) -> int:
           f"(best val_accuracy {summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}, "
           f"{seconds / 60:.1f} min)")
     return 0
+
+
+def _export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set: data.ImageSet, seed: int) -> dict:
+    """OpenVINO float32 + int8 models in the version folder, with each runtime's validation accuracy."""
+    from training import export
+
+    if not runtimes.installed("openvino") or importlib.util.find_spec("nncf") is None:
+        log.warning("openvino/nncf not installed: version has alexnet.h5 only (serving needs TensorFlow)")
+        return {}
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(len(train_set.images), min(export.CALIBRATION_IMAGES, len(train_set.images)), False))
+    found = export.write_irs(folder, model, np.asarray(train_set.images[picks]), val_set.images, val_set.labels)
+    print(f"runtimes' validation accuracy: {export.summary(found)}", flush=True)
+    return found
 
 
 def _metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) -> dict:
@@ -219,5 +237,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue an interrupted run of the same settings from its last finished epoch")
     parser.add_argument("--cache-dir", help="decoded-image cache (default: ~/.cache/alexnet-service)")
     parser.add_argument("--no-cache", action="store_true", help="decode every image again, cache nothing")
+    parser.add_argument("--no-export", action="store_true",
+                        help="skip the OpenVINO float32/int8 export (and its accuracy check) after training")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity (1 = progress bars)")
     parser.set_defaults(func=run)

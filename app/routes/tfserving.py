@@ -51,7 +51,7 @@ def metadata(name: str, version: str | None = None):
     }
     return jsonify(model_spec={"name": MODEL_NAME, "signature_name": "", "version": str(p.version)},
                    metadata={"signature_def": {"signature_def": {"serving_default": sig}},
-                             "class_names": p.class_names})
+                             "class_names": p.class_names, "runtime": p.runtime_name})
 
 
 def _instance_bytes(instance: object, i: int) -> bytes:

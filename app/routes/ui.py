@@ -29,7 +29,7 @@ def index():
     """The upload form."""
     p = get_service().predictor
     return render_template("index.html", class_names=p.class_names if p else [],
-                           version=p.version if p else None)
+                           version=p.version if p else None, runtime=p.runtime_name if p else None)
 
 
 @bp.post("/")

@@ -55,13 +55,16 @@ def model_metadata(name: str, version: str | None = None):
     check_model(name, version)
     p = get_service().predictor
     return jsonify(
-        name=MODEL_NAME, versions=[str(p.version)], platform="tensorflow_keras",
+        name=MODEL_NAME, versions=[str(p.version)], platform=PLATFORMS[p.runtime_name],
         inputs=[{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
         outputs=[{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(p.class_names)]}],
-        parameters={"class_names": p.class_names, "content": "base64-encoded image files (JPEG, PNG, ...)"},
+        parameters={"class_names": p.class_names, "content": "base64-encoded image files (JPEG, PNG, ...)",
+                    "runtime": p.runtime_name},
     )
 
 
+# KServe's platform names for the runtime behind the model.
+PLATFORMS = {"tensorflow": "tensorflow_keras", "openvino": "openvino_ir", "openvino-int8": "openvino_ir"}
 HINT = '{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["<base64>"]}]}'
 
 

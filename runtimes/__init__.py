@@ -1,0 +1,96 @@
+"""Model runtimes behind one interface, predict(images) -> probabilities, and the one place that picks one.
+
+Importing this package imports neither TensorFlow nor OpenVINO: a runtime's library is imported only when
+that runtime is loaded, so a worker serving OpenVINO never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+import model_store
+
+NAMES = ("openvino-int8", "openvino", "tensorflow")
+CHOICES = ("auto", *NAMES)
+# auto serves int8 only when it lost at most this much validation accuracy against float32.
+MAX_INT8_DROP = 0.01
+_LIBRARY = {"openvino-int8": "openvino", "openvino": "openvino", "tensorflow": "tensorflow"}
+
+
+class Runtime(Protocol):
+    """A loaded model: uint8 NHWC images (N, 227, 227, 3), 0-255 -> probabilities (N, classes)."""
+
+    name: str
+
+    def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class RuntimeUnavailableError(RuntimeError):
+    """The requested runtime cannot serve this version (not exported, or its library is not installed)."""
+
+
+def installed(name: str) -> bool:
+    """True when the library a runtime needs can be imported (checked without importing it)."""
+    return importlib.util.find_spec(_LIBRARY[name]) is not None
+
+
+def exported(metadata: dict) -> dict[str, dict]:
+    """Runtimes a version's files support: its metadata's `runtimes`, plus TensorFlow for the alexnet.h5 every
+    version has."""
+    out = {"tensorflow": {"files": [model_store.MODEL_FILE]}}
+    out.update({k: v for k, v in (metadata.get("runtimes") or {}).items() if k in NAMES and isinstance(v, dict)})
+    return out
+
+
+def _int8_good_enough(found: dict[str, dict]) -> bool:
+    int8, fp32 = found["openvino-int8"].get("val_accuracy"), found.get("openvino", {}).get("val_accuracy")
+    if int8 is None or fp32 is None:
+        return False
+    return float(int8) >= float(fp32) - MAX_INT8_DROP
+
+
+def choose(metadata: dict, requested: str = "auto", is_installed: Callable[[str], bool] | None = None) -> str:
+    """The runtime to serve a version with: `requested`, or for auto int8 (if within MAX_INT8_DROP of float32),
+    else OpenVINO float32, else TensorFlow. Raises RuntimeUnavailableError naming the fix."""
+    if requested not in CHOICES:
+        raise RuntimeUnavailableError(f"unknown MODEL_RUNTIME {requested!r}; choose from {', '.join(CHOICES)}")
+    is_installed = is_installed or installed
+    found = exported(metadata)
+    export_hint = "export it with `python -m training export --model-store STORE --version N`"
+    if requested != "auto":
+        if requested not in found:
+            raise RuntimeUnavailableError(f"this version has no {requested} model; {export_hint}")
+        if not is_installed(requested):
+            raise RuntimeUnavailableError(f"runtime {requested} needs the {_LIBRARY[requested]} package, "
+                                          "which is not installed")
+        return requested
+    order = [n for n in NAMES if n in found and is_installed(n)]
+    if "openvino-int8" in order and not _int8_good_enough(found):
+        order.remove("openvino-int8")
+    if order:
+        return order[0]
+    raise RuntimeUnavailableError(
+        "this version has only alexnet.h5 and TensorFlow is not installed: "
+        f"{export_hint} (adds OpenVINO models), or install TensorFlow (requirements.txt)")
+
+
+def files_for(metadata: dict, name: str) -> list[str]:
+    """Files (relative to the version folder) a runtime reads."""
+    return list(exported(metadata)[name]["files"])
+
+
+def load(version_dir: str | Path, metadata: dict, name: str) -> Runtime:
+    """Load one runtime's model from a version folder."""
+    files = [Path(version_dir) / f for f in files_for(metadata, name)]
+    if name == "tensorflow":
+        from runtimes.keras_h5 import KerasRuntime
+
+        return KerasRuntime.from_file(files[0])
+    from runtimes.openvino_ir import OpenVinoRuntime
+
+    return OpenVinoRuntime(files[0], name)

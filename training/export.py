@@ -1,0 +1,181 @@
+"""OpenVINO export: float32 and NNCF int8 IRs of a version, each runtime's validation accuracy in metadata.json.
+
+A version stays atomic: the IRs are written to a hidden folder, renamed into place, and only then does
+metadata.json (replaced atomically) name them; a reader sees either the old or the new metadata, and
+every file the metadata it read names exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import model_store
+import runtimes
+
+if TYPE_CHECKING:
+    import openvino as ov
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_IMAGES = 300
+IR_PREFIX = "openvino-"
+
+
+def convert(model) -> ov.Model:
+    """An OpenVINO model of a Keras AlexNet that takes uint8 NHWC (the cast to float runs inside the graph)."""
+    import openvino as ov
+    import tensorflow as tf
+
+    shape = [None, model_store.IMAGE_SIZE[1], model_store.IMAGE_SIZE[0], 3]
+    fn = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False), autograph=False)
+    ov_model = ov.convert_model(fn.get_concrete_function(tf.TensorSpec(shape, tf.uint8)))
+    ov_model.outputs[0].get_tensor().set_names({"probabilities"})
+    return ov_model
+
+
+def quantize(ov_model: ov.Model, calibration: np.ndarray) -> ov.Model:
+    """Post-training int8 quantization with NNCF, calibrated on preprocessed training photos."""
+    import nncf
+
+    items = [calibration[i:i + 1] for i in range(len(calibration))]
+    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items))
+
+
+def accuracy(predict, images: np.ndarray, labels: np.ndarray, batch: int = 32) -> float:
+    """Top-1 accuracy of predict(images) -> probabilities on a labelled array set."""
+    hits = 0
+    for i in range(0, len(images), batch):
+        hits += int((predict(np.asarray(images[i:i + batch])).argmax(axis=1) == labels[i:i + batch]).sum())
+    return hits / max(1, len(images))
+
+
+def write_irs(folder: Path, keras_model, calibration: np.ndarray, val_images: np.ndarray,
+              val_labels: np.ndarray, subdir: str = f"{IR_PREFIX}1") -> dict[str, dict]:
+    """Write folder/subdir/alexnet_{fp32,int8}.xml/.bin; return metadata's `runtimes` with measured accuracy."""
+    import nncf
+    import openvino as ov
+    import tensorflow as tf
+
+    from runtimes.keras_h5 import KerasRuntime
+    from runtimes.openvino_ir import OpenVinoRuntime
+
+    out = folder / subdir
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    fp32 = convert(keras_model)
+    ov.save_model(fp32, out / "alexnet_fp32.xml", compress_to_fp16=False)
+    int8 = quantize(fp32, calibration)
+    ov.save_model(int8, out / "alexnet_int8.xml")
+    log.info("OpenVINO float32 and int8 written to %s in %.1f s", out, time.time() - started)
+
+    found = {
+        "tensorflow": {"files": [model_store.MODEL_FILE], "library": f"tensorflow {tf.__version__}",
+                       "runtime": KerasRuntime(keras_model)},
+        "openvino": {"files": [f"{subdir}/alexnet_fp32.xml", f"{subdir}/alexnet_fp32.bin"],
+                     "library": f"openvino {ov.get_version()}"},
+        "openvino-int8": {"files": [f"{subdir}/alexnet_int8.xml", f"{subdir}/alexnet_int8.bin"],
+                          "library": f"openvino {ov.get_version()}, nncf {nncf.__version__}",
+                          "calibration_images": int(len(calibration))},
+    }
+    for name, entry in found.items():
+        runtime = entry.pop("runtime", None) or OpenVinoRuntime(folder / entry["files"][0], name)
+        entry["val_accuracy"] = round(accuracy(runtime.predict, val_images, val_labels), 4)
+        entry["val_images"] = int(len(val_images))
+        print(f"{name:<14} validation accuracy {entry['val_accuracy']:.4f} on {len(val_images)} images", flush=True)
+    return found
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".metadata-", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(obj, indent=2) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def export_version(vdir: Path, calibration: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray) -> dict:
+    """Export a published version in place (atomically, see the module docstring); returns its new metadata."""
+    import keras
+
+    model = keras.models.load_model(vdir / model_store.MODEL_FILE, compile=False)
+    old = sorted(p for p in vdir.glob(f"{IR_PREFIX}*") if p.is_dir())
+    number = 1 + max((int(p.name[len(IR_PREFIX):]) for p in old if p.name[len(IR_PREFIX):].isdigit()), default=0)
+    subdir = f"{IR_PREFIX}{number}"
+    staged = Path(tempfile.mkdtemp(prefix=".export-", dir=vdir))
+    try:
+        found = write_irs(staged, model, calibration, val_images, val_labels, subdir)
+        os.chmod(staged / subdir, 0o755)
+        os.rename(staged / subdir, vdir / subdir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    metadata = json.loads((vdir / model_store.METADATA_FILE).read_text())
+    metadata["runtimes"] = found
+    _write_json_atomic(vdir / model_store.METADATA_FILE, metadata)
+    for path in old:  # older exports: no metadata names them any more
+        shutil.rmtree(path, ignore_errors=True)
+    return metadata
+
+
+def summary(found: dict[str, dict]) -> str:
+    """One line per runtime for the console."""
+    return "; ".join(f"{n} {e['val_accuracy']:.4f}" for n, e in found.items() if n in runtimes.NAMES)
+
+
+def _calibration_and_validation(args, metadata: dict):
+    from training import cache, data
+
+    ds = metadata.get("dataset") or {}
+    train_dirs = args.data_dir or ds.get("train_dirs")
+    val_dir = args.val_dir or ds.get("val_dir")
+    if not train_dirs:
+        raise SystemExit("this version does not record its training folders: pass --data-dir (and --val-dir)")
+    class_names = list(metadata["class_names"])
+    pairs = data.list_files(train_dirs, class_names, None, args.seed)
+    if val_dir:
+        val_pairs = data.list_files(val_dir, class_names, None, args.seed)
+    else:  # the same held-out split train made
+        pairs, val_pairs = data.split_pairs(pairs, ds.get("val_split") or 0.2, int(metadata.get(
+            "hyperparameters", {}).get("seed", args.seed)))
+    rng = np.random.default_rng(args.seed)
+    chosen = [pairs[i] for i in sorted(rng.choice(len(pairs), min(args.calibration_images, len(pairs)), False))]
+    calibration = data.load_image_set(chosen, class_names).images
+    val = cache.load_cached(val_pairs, class_names, cache.default_cache_dir())
+    return calibration, val.images, val.labels
+
+
+def run(args) -> int:
+    """Export one version (default: newest) of a local or gs:// store."""
+    remote = model_store.is_remote(args.model_store)
+    local = model_store.local_copy(args.model_store, args.cache_dir, args.version) if remote else args.model_store
+    # local_copy fetched the pinned version, else the newest: the newest in the cache is the one asked for.
+    version = args.version or model_store.latest_version(local)
+    vdir = model_store.version_dir(local, version)
+    calibration, val_images, val_labels = _calibration_and_validation(args, model_store.read_metadata(local, version))
+    metadata = export_version(vdir, calibration, val_images, val_labels)
+    if remote:
+        new = [f for n in ("openvino", "openvino-int8") for f in metadata["runtimes"][n]["files"]]
+        model_store.update_version(local, version, args.model_store, new)
+    print(f"exported version {version} of {args.model_store}: {summary(metadata['runtimes'])}")
+    return 0
+
+
+def add_arguments(parser) -> None:
+    """Flags of the export command."""
+    parser.add_argument("--model-store", default="model_store", help="a folder or gs://bucket/prefix")
+    parser.add_argument("--version", type=int, help="default: newest")
+    parser.add_argument("--data-dir", action="append",
+                        help="calibration photos (default: the version's training folders, from metadata.json)")
+    parser.add_argument("--val-dir", help="validation folder (default: the version's, from metadata.json)")
+    parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--cache-dir", help="where a gs:// version is downloaded (default: a temp folder)")
+    parser.set_defaults(func=run)

@@ -1,13 +1,17 @@
 # AlexNet prediction service for Google Cloud Run (or any container platform).
 # Build:  docker build -t alexnet-service .
 # Model:  bake one with `make bake` before building, or run with MODEL_STORE=gs://bucket/prefix.
+# The image serves OpenVINO models without TensorFlow; for stores whose versions have only alexnet.h5,
+# build with --build-arg WITH_TENSORFLOW=1.
 
 FROM python:3.11-slim AS build
+ARG WITH_TENSORFLOW=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-# Requirements first: this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# Requirements first: this layer is rebuilt only when the requirements files change.
+COPY requirements-serve.txt requirements-tensorflow.txt /tmp/
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-serve.txt \
+    && if [ "$WITH_TENSORFLOW" = "1" ]; then /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-tensorflow.txt; fi
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \
@@ -22,6 +26,7 @@ WORKDIR /srv/app
 COPY --from=build /opt/venv /opt/venv
 COPY app/ app/
 COPY model_store/ model_store/
+COPY runtimes/ runtimes/
 COPY wsgi.py gunicorn.conf.py ./
 # bake/ holds only a README unless `make bake` put a model version there on purpose.
 COPY bake/ /srv/models/

@@ -11,7 +11,7 @@ PORT ?= 8000
 
 .PHONY: install test lint demo demo-model train evaluate serve bench soak clean bake hadolint
 
-$(BIN)/activate: requirements.txt requirements-dev.txt
+$(BIN)/activate: requirements.txt requirements-serve.txt requirements-tensorflow.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
@@ -59,8 +59,17 @@ evaluate: install
 serve: install
 	MODEL_STORE=$(MODEL_STORE) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-bench: install
-	$(BIN)/python -m bench --model-store $(MODEL_STORE)
+# The bench's peers get their own tools: wrk (Debian) as the load generator, BentoML in a venv of its own.
+BENTO := .bench/bentoml-venv
+bench: install $(BENTO)/bin/bentoml
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } || \
+		echo "wrk not installed (apt-get install wrk): using the Python load generator"
+	$(BIN)/python -m bench --model-store $(MODEL_STORE) --bentoml-python $(BENTO)/bin/python
+
+$(BENTO)/bin/bentoml: bench/requirements-bentoml.txt
+	$(PY) -m venv $(BENTO)
+	$(BENTO)/bin/pip install -q -r bench/requirements-bentoml.txt
+	touch $@
 
 soak: install
 	$(BIN)/python -m bench.soak --model-store $(MODEL_STORE)

@@ -56,10 +56,12 @@ class CpuMeter:
         self._self = _own_cpu()
         self._wall = time.perf_counter()
 
-    def stop(self, images: int) -> dict:
-        """CPU ms per image for model / request / other threads and the load generator, and idle %."""
+    def stop(self, images: int, load_generator_cpu_s: float = 0.0) -> dict:
+        """CPU ms per image for model / request / other threads and the load generator, and idle %.
+
+        load_generator_cpu_s: CPU of an external load generator (wrk), added to this process's own."""
         wall = time.perf_counter() - self._wall
-        after, own = thread_cpu(self.pid), _own_cpu() - self._self
+        after, own = thread_cpu(self.pid), _own_cpu() - self._self + load_generator_cpu_s
         names = python_threads(self.pid)
         groups = {"model": 0.0, "requests": 0.0, "other": 0.0}
         if not names:  # py-spy unavailable: report the worker as one number

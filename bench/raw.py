@@ -1,4 +1,4 @@
-"""The raw model ceiling: model(x, training=False) in a tf.function, in-process, no HTTP."""
+"""The raw model ceiling: each runtime's predict() in-process, no HTTP (uint8 input, as the server sends)."""
 
 from __future__ import annotations
 
@@ -10,37 +10,59 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# bench names -> (runtime whose files are used, OpenVINO inference precision or None)
+VARIANTS = {"tensorflow": ("tensorflow", None), "openvino": ("openvino", "f32"),
+            "openvino-bf16": ("openvino", "bf16"), "openvino-int8": ("openvino-int8", "f32")}
+
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(store: str, batch_sizes: list[int], seconds: float) -> dict:
-    """img/s and ms per call for each batch size."""
-    import keras
+def cpu_has_bf16() -> bool:
+    """OpenVINO's own view: does this CPU run bf16 natively (AVX512_BF16 or AMX)?"""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _predict_fn(store: str, version: int, variant: str):
+    import model_store
+    import runtimes
+
+    name, precision = VARIANTS[variant]
+    vdir, meta = model_store.version_dir(store, version), model_store.read_metadata(store, version)
+    if precision in (None, "f32"):
+        return runtimes.load(vdir, meta, name).predict
+    from runtimes.openvino_ir import compile_ir
+
+    request = compile_ir(vdir / runtimes.files_for(meta, name)[0], precision).create_infer_request()
+    return lambda x: request.infer({0: x}, share_inputs=True)[0]
+
+
+def measure(store: str, batch_sizes: list[int], seconds: float, variant: str = "tensorflow") -> dict:
+    """img/s, ms per call and CPU ms per image for each batch size."""
     import numpy as np
-    import tensorflow as tf
 
     import model_store
 
     version = model_store.latest_version(store)
-    model = keras.models.load_model(model_store.version_dir(store, version) / model_store.MODEL_FILE, compile=False)
-    forward = tf.function(lambda x: model(x, training=False), autograph=False)
+    predict = _predict_fn(store, version, variant)
     out = {}
     for bs in batch_sizes:
-        x = tf.constant(np.random.default_rng(0).uniform(0, 255, (bs, 227, 227, 3)).astype("float32"))
+        x = np.random.default_rng(0).integers(0, 256, (bs, 227, 227, 3), dtype=np.uint8)
         for _ in range(3):
-            forward(x).numpy()  # trace + warm oneDNN for this shape
+            predict(x)  # trace / warm the kernels for this shape
         calls, started, cpu0 = 0, time.perf_counter(), _cpu_seconds()
         while time.perf_counter() - started < seconds or calls < 3:
-            forward(x).numpy()
+            predict(x)
             calls += 1
         elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu0
         out[str(bs)] = {"img_per_s": bs * calls / elapsed, "ms_per_call": 1000 * elapsed / calls,
                         "cpu_ms_per_image": 1000 * cpu / (bs * calls)}
     best = max(out, key=lambda k: out[k]["img_per_s"])
-    return {"model_version": version, "by_batch": out, "batch1_ms": out["1"]["ms_per_call"],
+    return {"runtime": variant, "model_version": version, "by_batch": out, "batch1_ms": out["1"]["ms_per_call"],
             "batch1_img_per_s": out["1"]["img_per_s"], "best_batch": int(best),
             "best_img_per_s": out[best]["img_per_s"]}
 
@@ -48,7 +70,11 @@ def measure(store: str, batch_sizes: list[int], seconds: float) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-store", required=True)
+    parser.add_argument("--runtime", default="tensorflow", choices=tuple(VARIANTS))
     parser.add_argument("--batch-sizes", default="1,8,16,32,64")
     parser.add_argument("--seconds", type=float, default=6.0)
     a = parser.parse_args()
-    print(json.dumps(measure(a.model_store, [int(b) for b in a.batch_sizes.split(",")], a.seconds)))
+    if a.runtime == "openvino-bf16" and not cpu_has_bf16():
+        print(json.dumps({"runtime": a.runtime, "skipped": "this CPU has no native bf16 (AVX512_BF16/AMX)"}))
+    else:
+        print(json.dumps(measure(a.model_store, [int(b) for b in a.batch_sizes.split(",")], a.seconds, a.runtime)))

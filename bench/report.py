@@ -9,31 +9,31 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-SERVERS = ("ours", "naive", "floor_http", "floor_http_decode")
-
-
 def markdown(result: dict) -> str:
-    """Tables: server levels, raw ceiling, the checks."""
-    raw = result["raw"]
+    """Tables: servers by level, CPU per image, raw ceilings, the checks."""
     lines = [
-        f"Machine: {result['machine']}; model version {raw['model_version']}; "
-        f"{result['requests_per_level']} requests per level; command: `{result['command']}`",
+        f"Machine: {result['machine']}; model version {result.get('model_version')}; load generator "
+        f"{result.get('load_generator', 'python')}, {result.get('per_level', '')} per level; "
+        f"command: `{result['command']}`",
         "",
         "| server | clients | img/s | p50 ms | p95 ms | p99 ms | errors | worker RSS MB | ready s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in (n for n in SERVERS if n in result):
-        srv = result[name]
+    for name, srv in result["servers"].items():
         for lvl in srv["levels"]:
             lines.append(f"| {name} | {lvl['clients']} | {lvl['img_per_s']:.1f} | {lvl['p50_ms']:.1f} | "
                          f"{lvl['p95_ms']:.1f} | {lvl['p99_ms']:.1f} | {lvl['errors']} | {srv['rss_mb']:.0f} | "
                          f"{srv['ready_s']:.1f} |")
     lines += _cpu_table(result)
-    lines += ["", "| raw model (tf.function, in-process) | batch | img/s | ms per call | CPU ms per image |",
+    lines += ["", "| raw model (in-process predict) | batch | img/s | ms per call | CPU ms per image |",
               "|---|---:|---:|---:|---:|"]
-    for bs, m in raw["by_batch"].items():
-        cpu = f"{m['cpu_ms_per_image']:.2f}" if "cpu_ms_per_image" in m else "-"
-        lines.append(f"| | {bs} | {m['img_per_s']:.1f} | {m['ms_per_call']:.1f} | {cpu} |")
+    for variant, raw in result["raw"].items():
+        if "skipped" in raw:
+            lines.append(f"| {variant} | - | skipped: {raw['skipped']} | | |")
+            continue
+        for bs, m in raw["by_batch"].items():
+            lines.append(f"| {variant} | {bs} | {m['img_per_s']:.1f} | {m['ms_per_call']:.1f} | "
+                         f"{m.get('cpu_ms_per_image', float('nan')):.2f} |")
     lines += ["", "| check | value | target | pass |", "|---|---:|---:|:---:|"]
     for c in result["checks"]:
         lines.append(f"| {c['name']} | {c['value']:.3g} | {c['target']} | {'yes' if c['ok'] else 'NO'} |")
@@ -42,14 +42,15 @@ def markdown(result: dict) -> str:
 
 def _cpu_table(result: dict) -> list[str]:
     # CPU per served image by thread group: with every core busy, img/s = cores * 1000 / (sum of the row).
-    rows = [(name, lvl) for name in SERVERS if name in result for lvl in result[name]["levels"]
+    rows = [(name, lvl) for name, srv in result["servers"].items() for lvl in srv["levels"]
             if "cpu_ms_per_image" in lvl]
     if not rows:
         return []
     keys = list(dict.fromkeys(k for _, lvl in rows for k in lvl["cpu_ms_per_image"]))
     cores = result.get("cores") or 1
-    lines = ["", f"CPU ms per image by thread group ({cores} cores; idle = CPU used by neither the server nor "
-             "the load generator; 'bound' = img/s if no core ever idled):", "",
+    lines = ["", f"CPU ms per image by thread group ({cores} cores; model = native runtime threads, requests = "
+             "gunicorn request threads, worker = the whole server when threads cannot be named; idle = CPU used by "
+             "neither the server nor the load generator; 'bound' = img/s if no core ever idled):", "",
              f"| server | clients | {' | '.join(keys)} | total | idle % | bound img/s |",
              "|---|---:|" + "---:|" * (len(keys) + 3)]
     for name, lvl in rows:
@@ -63,19 +64,23 @@ def _cpu_table(result: dict) -> list[str]:
 def plot(result: dict, out: str | Path) -> None:
     """Throughput and p50/p99 latency against concurrent clients, ours vs naive, raw ceiling dashed."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, colour in (("ours", "tab:blue"), ("naive", "tab:red")):
-        lv = result[name]["levels"]
+    colours = iter(("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown"))
+    for name, srv in result["servers"].items():
+        if name.startswith("floor"):
+            continue
+        colour, lv = next(colours, "tab:gray"), srv["levels"]
         xs = [lvl["clients"] for lvl in lv]
         ax1.plot(xs, [lvl["img_per_s"] for lvl in lv], "o-", color=colour, label=name)
         ax2.plot(xs, [lvl["p50_ms"] for lvl in lv], "o-", color=colour, label=f"{name} p50")
         ax2.plot(xs, [lvl["p99_ms"] for lvl in lv], "s--", color=colour, alpha=0.6, label=f"{name} p99")
-    raw = result["raw"]
-    ax1.axhline(raw["best_img_per_s"], ls=":", color="k", label=f"raw model, batch {raw['best_batch']}")
-    ax1.axhline(raw["batch1_img_per_s"], ls=":", color="gray", label="raw model, batch 1")
+    for (variant, raw), style in zip(((v, r) for v, r in result["raw"].items() if "best_img_per_s" in r),
+                                     (":", "-.", "--", (0, (1, 3))), strict=False):
+        ax1.axhline(raw["best_img_per_s"], ls=style, color="k", lw=1,
+                    label=f"raw {variant}, batch {raw['best_batch']}")
     for ax, title in ((ax1, "throughput (img/s)"), (ax2, "latency (ms)")):
         ax.set_xscale("log", base=2)
-        ax.set_xticks([lvl["clients"] for lvl in result["ours"]["levels"]],
-                      [str(lvl["clients"]) for lvl in result["ours"]["levels"]])
+        ticks = sorted({lvl["clients"] for srv in result["servers"].values() for lvl in srv["levels"]})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("concurrent clients")
         ax.set_title(title)
         ax.grid(alpha=0.3)

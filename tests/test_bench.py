@@ -4,7 +4,7 @@ import os
 import threading
 import time
 
-from bench import cpu, report
+from bench import checks, cpu, report
 
 
 def test_thread_cpu_sees_a_busy_thread():
@@ -29,15 +29,49 @@ def test_thread_cpu_sees_a_busy_thread():
     assert after[ids[0]] - before.get(ids[0], 0.0) >= 0.2
 
 
+def _level(clients, img_per_s, p50, model=20.0, requests=4.0):
+    return {"clients": clients, "img_per_s": img_per_s, "p50_ms": p50, "p95_ms": p50 * 1.1, "p99_ms": p50 * 1.2,
+            "errors": 0, "ok": 100,
+            "cpu_ms_per_image": {"model": model, "requests": requests, "other": 0.5, "load_generator": 0.5},
+            "idle_pct": 5.0}
+
+
+def _result():
+    return {"machine": "test", "cores": 2, "per_level": "10 s", "command": "python -m bench", "model_version": 1,
+            "raw": {"openvino-int8": {"batch1_ms": 3.0, "batch1_img_per_s": 333.0, "best_batch": 32,
+                                      "best_img_per_s": 700.0,
+                                      "by_batch": {"1": {"img_per_s": 333.0, "ms_per_call": 3.0}}},
+                    "openvino-bf16": {"skipped": "no bf16"}},
+            "servers": {"ours/openvino-int8": {"levels": [_level(1, 150.0, 5.5, 2.0, 1.0), _level(32, 600.0, 50.0,
+                                                                                              1.5, 1.4)],
+                                               "rss_mb": 300.0, "ready_s": 2.0},
+                        "ours/tensorflow": {"levels": [_level(1, 60.0, 16.0), _level(32, 80.0, 400.0)],
+                                            "rss_mb": 1200.0, "ready_s": 8.0},
+                        "bentoml": {"levels": [_level(1, 50.0, 20.0), _level(32, 70.0, 450.0)],
+                                    "rss_mb": 1500.0, "ready_s": 20.0}}}
+
+
 def test_report_cpu_table_and_bound():
-    level = {"clients": 32, "img_per_s": 80.0, "p50_ms": 400.0, "p95_ms": 450.0, "p99_ms": 480.0, "errors": 0,
-             "cpu_ms_per_image": {"model": 20.0, "requests": 4.0, "other": 0.5, "load_generator": 0.5},
-             "idle_pct": 5.0}
-    result = {"machine": "test", "cores": 2, "requests_per_level": 10, "command": "python -m bench",
-              "raw": {"model_version": 1, "by_batch": {"1": {"img_per_s": 50.0, "ms_per_call": 20.0}}},
-              "ours": {"levels": [level], "rss_mb": 1000.0, "ready_s": 4.0}, "naive": {"levels": []},
-              "checks": []}
+    result = _result()
+    result["checks"] = []
     text = report.markdown(result)
-    row = next(line for line in text.splitlines() if line.startswith("| ours | 32 | 20.00"))
+    row = next(line for line in text.splitlines() if line.startswith("| ours/tensorflow | 32 | 20.00"))
     # 2 cores x 1000 ms / 25 ms per image = 80 img/s if no core ever idled
     assert row.endswith("| 25.00 | 5.0 | 80.0 |")
+    assert "| openvino-bf16 | - | skipped: no bf16 |" in text
+
+
+def test_checks_follow_the_issue_targets():
+    got = {c["name"]: c for c in checks.checks(_result())}
+    ratio = got["ours/openvino-int8 / ours/tensorflow img/s at 32 clients"]
+    assert ratio["value"] == 7.5 and ratio["ok"]
+    bound = got["ours/openvino-int8 img/s at 32 clients / zero-idle CPU bound"]
+    assert abs(bound["value"] - 600 / (2000 / 3.9)) < 1e-9 and bound["ok"]
+    p50 = got["ours/openvino-int8 p50 at 1 client - raw batch-1 ms"]
+    assert p50["value"] == 2.5 and p50["ok"]
+    assert got["ours/openvino-int8 / bentoml img/s at 32 clients"]["ok"]
+    assert got["ours/tensorflow / bentoml img/s at 32 clients"]["value"] == 80 / 70
+    assert got["ours/openvino-int8 worker RSS MB"]["ok"] and got["ours/openvino-int8 ready seconds"]["ok"]
+    slow = _result()
+    slow["servers"]["ours/openvino-int8"]["levels"][1]["img_per_s"] = 120.0  # 1.7x BentoML: short of 2x
+    assert not {c["name"]: c for c in checks.checks(slow)}["ours/openvino-int8 / bentoml img/s at 32 clients"]["ok"]

@@ -42,9 +42,18 @@ def test_dockerfile_essentials():
     env = _env()
     assert env["PYTHONUNBUFFERED"] == "1" and env["PORT"] == "8080"
     # Requirements are installed before any code is copied (cache-friendly layers).
-    assert DOCKERFILE.index("requirements.txt") < DOCKERFILE.index("COPY app/")
+    assert DOCKERFILE.index("requirements-serve.txt") < DOCKERFILE.index("COPY app/")
+    # The default image is TensorFlow-free; WITH_TENSORFLOW=1 adds it for h5-only stores.
+    assert "ARG WITH_TENSORFLOW=0" in DOCKERFILE and "requirements-tensorflow.txt" in DOCKERFILE
     # Build tools and pip caches stay in the build stage; only the venv is copied over.
     assert "COPY --from=build /opt/venv /opt/venv" in final and "pip install" not in final
+
+
+def test_serving_requirements_have_no_training_stack():
+    serve = (ROOT / "requirements-serve.txt").read_text().lower()
+    for heavy in ("tensorflow", "keras", "h5py", "nncf", "matplotlib", "tqdm"):
+        assert not re.search(rf"^{heavy}\b", serve, re.M), heavy
+    assert re.search(r"^openvino==", serve, re.M)
 
 
 def test_dockerignore_keeps_artifacts_out():

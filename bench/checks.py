@@ -1,0 +1,53 @@
+"""The serving-speed targets, computed from one bench run's results."""
+
+from __future__ import annotations
+
+
+def _at(server: dict | None, clients: int) -> dict | None:
+    return next((lvl for lvl in (server or {}).get("levels", []) if lvl["clients"] == clients), None)
+
+
+def zero_idle_bound(level: dict, cores: int) -> float:
+    """img/s if no core ever idled: cores x 1000 / (server + load generator CPU ms per image)."""
+    return cores * 1000 / max(1e-9, sum(level["cpu_ms_per_image"].values()))
+
+
+def checks(result: dict) -> list[dict]:
+    """[{name, value, target, ok}] for every target the run has the data for."""
+    servers, raw, cores = result["servers"], result["raw"], result.get("cores") or 1
+    top = max(lvl["clients"] for srv in servers.values() for lvl in srv["levels"])
+    best = next((f"ours/{n}" for n in ("openvino-int8", "openvino", "tensorflow") if f"ours/{n}" in servers), None)
+    rows = []
+    if best is None:
+        return rows
+    fast, tf_ours, bento = _at(servers[best], top), _at(servers.get("ours/tensorflow"), top), _at(
+        servers.get("bentoml"), top)
+    one = _at(servers[best], 1)
+    runtime = best.split("/", 1)[1]
+    if fast and tf_ours and best != "ours/tensorflow":
+        rows.append((f"{best} / ours/tensorflow img/s at {top} clients", fast["img_per_s"] / tf_ours["img_per_s"],
+                     ">= 2.5"))
+    if fast and "cpu_ms_per_image" in fast:
+        rows.append((f"{best} img/s at {top} clients / zero-idle CPU bound",
+                     fast["img_per_s"] / zero_idle_bound(fast, cores), ">= 0.85"))
+    if one and runtime in raw and "batch1_ms" in raw[runtime]:
+        rows.append((f"{best} p50 at 1 client - raw batch-1 ms", one["p50_ms"] - raw[runtime]["batch1_ms"], "<= 3"))
+    if bento and fast:
+        rows.append((f"{best} / bentoml img/s at {top} clients", fast["img_per_s"] / bento["img_per_s"], ">= 2"))
+    if bento and tf_ours:
+        rows.append((f"ours/tensorflow / bentoml img/s at {top} clients", tf_ours["img_per_s"] / bento["img_per_s"],
+                     ">= 1"))
+    naive = _at(servers.get("naive"), top)
+    if naive and tf_ours:
+        rows.append((f"ours/tensorflow / naive img/s at {top} clients", tf_ours["img_per_s"] / naive["img_per_s"],
+                     ">= 3"))
+    rows += [(f"{best} worker RSS MB", servers[best]["rss_mb"], "<= 500" if runtime != "tensorflow" else "<= 1536"),
+             (f"{best} ready seconds", servers[best]["ready_s"], "<= 3" if runtime != "tensorflow" else "<= 15"),
+             ("errors, all servers of ours", sum(lvl["errors"] for name, srv in servers.items()
+                                                if name.startswith("ours/") for lvl in srv["levels"]), "== 0")]
+    out = []
+    for name, value, target in rows:
+        op, bound = target.split()
+        ok = {">=": value >= float(bound), "<=": value <= float(bound), "==": value == float(bound)}[op]
+        out.append({"name": name, "value": float(value), "target": target, "ok": bool(ok)})
+    return out

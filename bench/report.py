@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+
 def markdown(result: dict) -> str:
     """Tables: servers by level, CPU per image, raw ceilings, the checks."""
     lines = [

@@ -69,6 +69,13 @@ def trained_store(tmp_path_factory, tiny_data) -> Path:
     return store
 
 
+def corrupt_models(vdir: Path) -> None:
+    """Overwrite every model file of a version (alexnet.h5 and the OpenVINO IRs): no runtime can load it."""
+    (vdir / "alexnet.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 1000)  # HDF5 magic, nothing else
+    for path in [*vdir.glob("openvino-*/*.xml"), *vdir.glob("openvino-*/*.bin")]:
+        path.write_bytes(b"<?xml version='1.0'?><net" if path.suffix == ".xml" else b"\0" * 64)
+
+
 @pytest.fixture
 def sample_jpeg() -> bytes:
     """One real photo's bytes (a synthetic JPEG without ../shared)."""

@@ -12,18 +12,16 @@ import requests
 
 import model_store
 from tests import images
-from tests.conftest import free_port, start_gunicorn, stop, wait_ready
+from tests.conftest import corrupt_models, free_port, start_gunicorn, stop, wait_ready
 
 JPEG = images.encode(images.gradient(), "JPEG")
 
 
 def _publish_copy(store, source_version: int, corrupt: bool = False) -> int:
     staged = model_store.staging_dir(store)
-    src = model_store.version_dir(store, source_version)
-    for name in ("alexnet.h5", "metadata.json"):
-        shutil.copy(src / name, staged / name)
+    shutil.copytree(model_store.version_dir(store, source_version), staged, dirs_exist_ok=True)
     if corrupt:
-        (staged / "alexnet.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 1000)  # HDF5 magic, nothing else
+        corrupt_models(staged)
     return model_store.publish(store, staged)  # atomic rename of a directory
 
 

@@ -9,7 +9,7 @@ import pytest
 import model_store
 from app import ModelLoadError, create_app
 from tests import images
-from tests.conftest import ROOT, free_port, start_gunicorn
+from tests.conftest import ROOT, corrupt_models, free_port, start_gunicorn
 
 
 def test_empty_store_refuses_to_start(tmp_path):
@@ -18,7 +18,7 @@ def test_empty_store_refuses_to_start(tmp_path):
 
 
 def test_corrupt_model_refuses_to_start(copy_store):
-    (model_store.version_dir(copy_store, 1) / "alexnet.h5").write_bytes(b"garbage, not HDF5")
+    corrupt_models(model_store.version_dir(copy_store, 1))
     with pytest.raises(ModelLoadError, match="cannot load"):
         create_app({"MODEL_STORE": str(copy_store), "MODEL_POLL_SECONDS": 0})
 

@@ -31,7 +31,7 @@ def _serve_and_drive(proc_factory, drive, levels: list[int], measure_child: bool
         ready_s = time.monotonic() - started
         drive(base, 2, warmup=True)  # connection set-up, first requests
         results = []
-        meter = CpuMeter(max(children(proc.pid), default=proc.pid) if measure_child else proc.pid)
+        meter = CpuMeter(max(children(proc.pid), default=proc.pid)) if measure_child else CpuMeter(proc.pid, tree=True)
         for clients in levels:
             meter.start()
             level = drive(base, clients)

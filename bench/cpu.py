@@ -38,20 +38,36 @@ def python_threads(pid: int) -> dict[int, str]:
 
 def _group(name: str | None) -> str:
     if name is None:
-        return "model"  # native threads: TensorFlow's intra/inter-op pools
+        return "model"  # native threads: TensorFlow's intra/inter-op pools, OpenVINO's TBB workers
     if name.startswith("ThreadPoolExecutor"):
         return "requests"  # gunicorn gthread request threads
-    return "other"  # inference (batching) thread, gunicorn main loop, pollers
+    if name == "inference":
+        return "batcher"  # stacks batches; OpenVINO runs its first inference stream in this thread
+    return "other"  # gunicorn main loop, pollers
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and all its descendants that are still running."""
+    from bench.server import children
+
+    todo, total = [pid], 0.0
+    while todo:
+        p = todo.pop()
+        total += sum(thread_cpu(p).values()) if Path(f"/proc/{p}").exists() else 0.0
+        todo += children(p)
+    return total
 
 
 class CpuMeter:
-    """Measure one gunicorn worker and this process between start() and stop(n_images)."""
+    """Measure one gunicorn worker (by thread group), or a whole process tree (tree=True: servers such as
+    BentoML that run their work in several processes), and this process, between start() and stop(n)."""
 
-    def __init__(self, worker_pid: int):
-        self.pid = worker_pid
+    def __init__(self, worker_pid: int, tree: bool = False):
+        self.pid, self.tree = worker_pid, tree
 
     def start(self) -> None:
         """Snapshot CPU counters."""
+        self._tree = tree_cpu(self.pid) if self.tree else 0.0
         self._threads = thread_cpu(self.pid)
         self._self = _own_cpu()
         self._wall = time.perf_counter()
@@ -62,11 +78,11 @@ class CpuMeter:
         load_generator_cpu_s: CPU of an external load generator (wrk), added to this process's own."""
         wall = time.perf_counter() - self._wall
         after, own = thread_cpu(self.pid), _own_cpu() - self._self + load_generator_cpu_s
-        names = python_threads(self.pid)
-        groups = {"model": 0.0, "requests": 0.0, "other": 0.0}
-        if not names:  # py-spy unavailable: report the worker as one number
-            groups = {"worker": 0.0}
-        for tid, seconds in after.items():
+        names = {} if self.tree else python_threads(self.pid)
+        groups = {"model": 0.0, "batcher": 0.0, "requests": 0.0, "other": 0.0}
+        if not names:  # a process tree, or py-spy unavailable: report the server as one number
+            groups = {"worker": tree_cpu(self.pid) - self._tree if self.tree else 0.0}
+        for tid, seconds in after.items() if not self.tree else ():
             key = _group(names.get(tid)) if names else "worker"
             groups[key] += seconds - self._threads.get(tid, 0.0)
         busy = sum(groups.values()) + own

@@ -75,3 +75,18 @@ def test_checks_follow_the_issue_targets():
     slow = _result()
     slow["servers"]["ours/openvino-int8"]["levels"][1]["img_per_s"] = 120.0  # 1.7x BentoML: short of 2x
     assert not {c["name"]: c for c in checks.checks(slow)}["ours/openvino-int8 / bentoml img/s at 32 clients"]["ok"]
+
+
+def test_tree_cpu_counts_child_processes():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.4\n"
+                              "while time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        before = cpu.tree_cpu(os.getpid())
+        time.sleep(1.5)  # the child burns 0.4 s of CPU, then sleeps (still running: /proc still has it)
+        assert cpu.tree_cpu(os.getpid()) - before >= 0.3
+    finally:
+        child.kill()
+        child.wait()

@@ -4,7 +4,11 @@
 # The image serves OpenVINO models without TensorFlow; for stores whose versions have only alexnet.h5,
 # build with --build-arg WITH_TENSORFLOW=1.
 
-FROM python:3.11-slim AS build
+# Any image with Python 3.11 (python, venv) and useradd; `make base-image` builds a Debian stand-in where
+# Docker Hub cannot be reached.
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 ARG WITH_TENSORFLOW=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
@@ -13,14 +17,17 @@ COPY requirements-serve.txt requirements-tensorflow.txt /tmp/
 RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-serve.txt \
     && if [ "$WITH_TENSORFLOW" = "1" ]; then /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-tensorflow.txt; fi
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     PORT=8080 \
     MODEL_STORE=/srv/models \
     MODEL_CACHE_DIR=/tmp/model-cache \
+    HOME=/tmp \
     TF_CPP_MIN_LOG_LEVEL=2
+# HOME=/tmp: with a read-only root (--read-only, Cloud Run's sandbox) the only writable place is the /tmp
+# tmpfs; gunicorn's control socket and OpenVINO's telemetry id go there.
 RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin app
 WORKDIR /srv/app
 COPY --from=build /opt/venv /opt/venv

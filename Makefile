@@ -9,7 +9,7 @@ EXTRA := ../shared/data/cats_dogs_extra
 TRAIN_FLAGS := --epochs 15 --warmup-epochs 1 --learning-rate 5e-4 --bn-momentum 0.9 --verbose 2
 PORT ?= 8000
 
-.PHONY: install test lint demo demo-model train evaluate serve bench soak clean bake hadolint
+.PHONY: install test lint demo demo-model train evaluate serve bench soak clean bake hadolint base-image image image-train test-image
 
 $(BIN)/activate: requirements.txt requirements-serve.txt requirements-tensorflow.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -77,12 +77,36 @@ soak: install
 clean:
 	rm -rf .pytest_cache .ruff_cache evaluation
 
-# Copy the newest local version into bake/ so `docker build` puts it in the image as version 1.
+# Copy the newest local version into bake/ (only the files its serving runtime reads) so the image build
+# puts it in the image as version 1.
 bake: install
+	$(BIN)/python deploy/bake.py $(MODEL_STORE)
+
+# Container images: Docker when an engine runs, else podman with deploy/podman/containers.conf.
+IMAGE ?= localhost/alexnet-service
+base-image:
+	deploy/podman/base-image.sh
+
+image:
+	deploy/podman/build.sh $(IMAGE)
+
+# python -m training as a container (Vertex AI custom training, Kubernetes); see deploy/README.md.
+image-train:
+	DOCKERFILE=Dockerfile.train deploy/podman/build.sh $(IMAGE)-train
+
+# Build and run the image for real: a tiny model trained here (or TEST_STORE=...), mounted read-only, then
+# baked in; prediction equal to in-process, 400 for junk, clean SIGTERM, exit 4 without a model.
+TEST_STORE ?= .image-test/store
+test-image: install
+	@if [ "$(TEST_STORE)" = ".image-test/store" ] && [ ! -d $(TEST_STORE)/alexnet ]; then \
+		$(BIN)/python -m training train --data-dir $(SHARED)/train --val-dir $(SHARED)/validation --max-per-class 20 \
+			--epochs 1 --batch-size 8 --model-store $(TEST_STORE) --verbose 0; fi
+	deploy/podman/build.sh $(IMAGE)
+	$(BIN)/python deploy/bake.py $(TEST_STORE)
+	deploy/podman/build.sh $(IMAGE)-baked
 	rm -rf bake/alexnet
-	v=$$($(BIN)/python -c "import model_store; print(model_store.latest_version('$(MODEL_STORE)'))") && \
-		mkdir -p bake/alexnet && cp -r $(MODEL_STORE)/alexnet/$$v bake/alexnet/1 && rm -f bake/alexnet/1/*.png && \
-		echo "baked $(MODEL_STORE)/alexnet/$$v as bake/alexnet/1"
+	$(BIN)/python deploy/podman/check_image.py --image $(IMAGE) --baked-image $(IMAGE)-baked --store $(TEST_STORE) \
+		--photo $$(ls $(SHARED)/validation/dogs/*.jpg | head -1)
 
 hadolint: install
 	$(BIN)/hadolint Dockerfile

@@ -18,6 +18,9 @@ from model_store.layout import METADATA_FILE, MODEL_FILE, MODEL_NAME, list_versi
 FILES = (MODEL_FILE, "history.csv", "curves.png", METADATA_FILE)
 
 
+LIST_RETRY_SECONDS = 20.0
+
+
 class RemoteStoreError(OSError):
     """A gs:// store could not be read or written (auth, permissions, network, API errors)."""
 
@@ -68,7 +71,11 @@ def remote_versions(uri: str) -> list[int]:
     base = _model_prefix(prefix)
     found = set()
     with _gcs_errors(f"cannot list {uri}"):
-        for blob in _client().list_blobs(bucket, prefix=base):
+        # Retries stop after LIST_RETRY_SECONDS (the library default is 120 s): a store that cannot be
+        # reached fails start-up, or one poll, in bounded time.
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        for blob in _client().list_blobs(bucket, prefix=base, retry=DEFAULT_RETRY.with_timeout(LIST_RETRY_SECONDS)):
             parts = blob.name[len(base):].split("/")
             if len(parts) == 2 and parts[0].isdigit() and parts[1] == METADATA_FILE:
                 found.add(int(parts[0]))

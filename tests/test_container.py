@@ -33,8 +33,8 @@ def test_hadolint_clean():
 
 def test_dockerfile_essentials():
     final = _final_stage()
-    assert DOCKERFILE.startswith("#") and "FROM python:3.11-slim AS build" in DOCKERFILE
-    assert final.startswith("python:3.11-slim")
+    assert DOCKERFILE.startswith("#") and "ARG BASE_IMAGE=python:3.11-slim" in DOCKERFILE
+    assert "FROM ${BASE_IMAGE} AS build" in DOCKERFILE and final.startswith("${BASE_IMAGE}")
     user = re.search(r"^USER (\S+)", final, re.M).group(1)
     assert user.split(":")[0] not in ("root", "0")
     assert re.search(r"^EXPOSE 8080$", final, re.M)

@@ -117,16 +117,13 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike,
         with _gcs_errors(f"cannot download version {version} of {uri}"):
             bucket.blob(base + METADATA_FILE).download_to_filename(str(staged / METADATA_FILE))
             metadata = json.loads((staged / METADATA_FILE).read_text())
-            for name in FILES[:-1]:
-                blob = bucket.blob(base + name)
-                if name == MODEL_FILE and want is not None and MODEL_FILE not in want(metadata):
-                    continue  # an OpenVINO runtime serves: the .h5 would only take disk (RAM on Cloud Run)
-                if name == MODEL_FILE or blob.exists():
-                    blob.download_to_filename(str(staged / name))
             for name in _wanted(metadata, want):
-                if not (staged / name).is_file():
-                    (staged / name).parent.mkdir(parents=True, exist_ok=True)
-                    bucket.blob(base + name).download_to_filename(str(staged / name))
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                bucket.blob(base + name).download_to_filename(str(staged / name))
+            for name in FILES[1:-1]:  # training curves: optional, and small
+                blob = bucket.blob(base + name)
+                if blob.exists():
+                    blob.download_to_filename(str(staged / name))
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)  # no half-downloaded version left in the cache
         raise
@@ -141,8 +138,9 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike,
 
 
 def _wanted(metadata: dict, want: Callable[[dict], list[str]] | None) -> list[str]:
-    files = _runtime_files(metadata)
-    return files if want is None else [f for f in want(metadata) if f in files or f == MODEL_FILE]
+    # Model files to fetch: all of them, or those want() names (an OpenVINO server skips the 233 MB .h5).
+    files = [MODEL_FILE, *_runtime_files(metadata)]
+    return files if want is None else [f for f in want(metadata) if f in files]
 
 
 def local_copy(uri: str, cache_dir: str | os.PathLike | None = None, version: int | None = None,

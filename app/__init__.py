@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
-from app import config, errors, metrics, model_service, security
+from app import config, errors, explain, metrics, model_service, security
 from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os
 from app.predictor import ModelLoadError
 
@@ -41,9 +41,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     metrics.init_app(app)
     model_service.init_app(app)
+    explain.init_app(app)
 
     from app.routes import docs, predict, tfserving, ui, v2
+    from app.routes import explain as explain_routes
 
-    for module in (predict, tfserving, v2, ui, docs):
+    for module in (predict, explain_routes, tfserving, v2, ui, docs):
         app.register_blueprint(module.bp)
     return app

@@ -1,8 +1,13 @@
-"""Dynamic batching: concurrent requests share one model call on a single inference thread."""
+"""Dynamic batching: concurrent requests share one model call on a single inference thread.
+
+Two priorities: predictions (HIGH) always go first; background work such as an explanation's masked copies
+(LOW) fills batches only up to `max_low_batch` images, so a prediction never waits behind more than that.
+"""
 
 from __future__ import annotations
 
 import logging
+import itertools
 import queue
 import threading
 import time
@@ -14,6 +19,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+HIGH, LOW = 0, 1
+_CLOSE = 2  # sorts after all work: close() lets the queue drain first
+
 
 class OverloadedError(Exception):
     """The queue is full or a request waited too long for its turn."""
@@ -22,6 +30,7 @@ class OverloadedError(Exception):
 @dataclass
 class _Item:
     image: np.ndarray
+    priority: int = HIGH
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -37,12 +46,20 @@ class Batcher:
         max_queue: int = 256,
         max_queue_time_s: float = 10.0,
         on_batch: Callable[[int, float], None] | None = None,
+        max_low_batch: int = 8,
+        low_reserve: int = 0,
     ):
         self._run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue_time_s = max_queue_time_s
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
+        self.max_low_batch = max(1, min(max_low_batch, max_batch))
+        # (priority, sequence, item): FIFO within a priority. Unbounded so the inference thread can always put
+        # an entry back; submit() enforces the limit. low_reserve: room for LOW work beyond max_queue, so
+        # bounded background work never takes a prediction's place.
+        self._queue: queue.PriorityQueue[tuple[int, int, _Item | None]] = queue.PriorityQueue()
+        self._limit = max_queue + low_reserve
+        self._seq = itertools.count()
         self._on_batch = on_batch
         self.batches_run = 0
         self._last_batch = 0
@@ -53,16 +70,13 @@ class Batcher:
         """Swap the model function; batches already taken finish on the old one."""
         self._run_batch = run_batch
 
-    def submit(self, images: list[np.ndarray]) -> list[Future]:
-        """Queue images; each future resolves to that image's output row."""
-        items = [_Item(img) for img in images]
+    def submit(self, images: list[np.ndarray], priority: int = HIGH) -> list[Future]:
+        """Queue images (HIGH or LOW priority); each future resolves to that image's output row."""
+        if self._queue.qsize() + len(images) > self._limit:
+            raise OverloadedError("server busy: inference queue is full")
+        items = [_Item(img, priority) for img in images]
         for item in items:
-            try:
-                self._queue.put_nowait(item)
-            except queue.Full:
-                for queued in items:
-                    queued.future.cancel()
-                raise OverloadedError("server busy: inference queue is full") from None
+            self._queue.put_nowait((priority, next(self._seq), item))
         return [item.future for item in items]
 
     def depth(self) -> int:
@@ -71,25 +85,28 @@ class Batcher:
 
     def close(self) -> None:
         """Stop the inference thread after the queue drains."""
-        self._queue.put(None)
+        self._queue.put((_CLOSE, next(self._seq), None))
         self._thread.join(timeout=30)
 
     def _collect(self, first: _Item) -> list[_Item]:
         batch = [first]
-        # Wait for stragglers only under concurrency (the last batch had company): a lone client
-        # should not pay max_wait on every request.
-        wait = self.max_wait_s if self._last_batch > 1 else 0.0
+        low = int(first.priority == LOW)
+        # Wait for stragglers only for predictions under concurrency (the last batch had company): a lone
+        # client should not pay max_wait on every request.
+        wait = self.max_wait_s if self._last_batch > 1 and first.priority == HIGH else 0.0
         deadline = time.monotonic() + wait
         while len(batch) < self.max_batch:
             try:
                 # Take what is already queued at once; wait at most `wait` for stragglers.
                 remaining = deadline - time.monotonic()
-                item = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
+                entry = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
             except queue.Empty:
                 break
-            if item is None:
-                self._queue.put(None)
+            item = entry[2]
+            if item is None or (item.priority == LOW and low >= self.max_low_batch):
+                self._queue.put(entry)  # the close marker, or LOW work for a later batch
                 break
+            low += item.priority == LOW
             batch.append(item)
         return batch
 
@@ -108,7 +125,7 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
+            first = self._queue.get()[2]
             if first is None:
                 return
             collected = self._collect(first)

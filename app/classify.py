@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app import metrics
-from app.batching import OverloadedError
+from app.batching import HIGH, OverloadedError
 from app.disconnect import client_gone_check
 from app.errors import ApiError
 from app.model_service import Classified, ClientGoneError, get_service
@@ -21,13 +21,13 @@ def check_model(name: str, version: str | None = None) -> None:
         raise ApiError(f"version '{version}' of model '{name}' is not being served", 404)
 
 
-def classify(arrays: list[np.ndarray]) -> Classified:
+def classify(arrays: list[np.ndarray], priority: int = HIGH) -> Classified:
     """Classify preprocessed images, turning 'not ready' and overload into 503 JSON errors."""
     service = get_service()
     if not service.ready:
         raise ApiError("model not ready", 503, {"Retry-After": "5"})
     try:
-        return service.classify(arrays, client_gone_check())
+        return service.classify(arrays, client_gone_check(), priority)
     except ClientGoneError as exc:
         # Nobody reads this answer; 499 (nginx's "client closed request") keeps the logs honest.
         raise ApiError(str(exc), 499) from exc

@@ -23,9 +23,11 @@ DEFAULTS: dict[str, object] = {
     "REQUEST_TIMEOUT_SECONDS": 30.0,
     "TTA": "none",                       # "flip": average each photo and its mirror (2x model work)
     "MODEL_RUNTIME": "auto",             # auto | openvino-int8 | openvino | tensorflow (see runtimes/)
+    "EXPLAIN_CONCURRENCY": 1,            # /explain requests computed at once per worker (more wait, then 503)
+    "EXPLAIN_BATCH": 8,                  # explanation images per model call: what a /predict may wait behind
 }
 
-_INT = {"MODEL_CACHE_KEEP",
+_INT = {"MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",
         "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
 _FLOAT = {"DECODE_BUDGET_MEGAPIXELS",
           "MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}

@@ -36,6 +36,8 @@ POLL_FAILURES = Counter("model_poll_failures_total", "Hot-reload polls that rais
 CLIENT_GONE = Counter("requests_client_gone_total", "Requests dropped before inference: the client hung up")
 DECODE_WAIT = Histogram("decode_budget_wait_seconds", "Time an upload waited for the decode memory budget",
                         buckets=(0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10))
+EXPLANATIONS = Histogram("explanation_duration_seconds", "Seconds per explanation (model work included)",
+                         ["method"], buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2.5, 5, 10))
 
 
 def observe_batch(size: int, seconds: float) -> None:

@@ -14,8 +14,9 @@ from flask import Flask, current_app
 
 import model_store
 import runtimes
+from explain.occlusion import IMAGES_PER_EXPLANATION
 from app import metrics
-from app.batching import Batcher, OverloadedError
+from app.batching import HIGH, Batcher, OverloadedError
 from app.predictor import ModelLoadError, Predictor, load_predictor
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,8 @@ class ModelService:
             max_queue=int(self.config["MAX_QUEUE"]),
             max_queue_time_s=float(self.config["MAX_QUEUE_SECONDS"]),
             on_batch=metrics.observe_batch,
+            max_low_batch=int(self.config["EXPLAIN_BATCH"]),
+            low_reserve=int(self.config["EXPLAIN_CONCURRENCY"]) * IMAGES_PER_EXPLANATION,
         )
         poll = float(self.config.get("MODEL_POLL_SECONDS") or 0)
         if poll > 0 and not self.config.get("MODEL_VERSION"):
@@ -177,10 +180,11 @@ class ModelService:
         """Model loaded and warmed, and not shutting down."""
         return self.predictor is not None and self.batcher is not None and not self.draining
 
-    def classify(self, images: list[np.ndarray], client_gone: Callable[[], bool] | None = None) -> Classified:
+    def classify(self, images: list[np.ndarray], client_gone: Callable[[], bool] | None = None,
+                 priority: int = HIGH) -> Classified:
         """Run preprocessed images through the batcher; raises OverloadedError when the server is saturated
         and ClientGoneError when client_gone() says the client hung up while its images were queued."""
-        futures = self.batcher.submit(images)
+        futures = self.batcher.submit(images, priority)
         deadline = time.monotonic() + float(self.config["REQUEST_TIMEOUT_SECONDS"])
         while True:
             _, pending = futures_wait(futures, timeout=min(0.05, max(0.0, deadline - time.monotonic())))
@@ -198,7 +202,7 @@ class ModelService:
         versions = {v for v, _ in results}
         if len(versions) > 1:
             # A hot swap landed between two images of one request: redo it whole on one version.
-            return self.classify(images, client_gone)
+            return self.classify(images, client_gone, priority)
         version = versions.pop()
         names = self.predictor.class_names if self.predictor.version == version else self._names_of(version)
         return Classified(version, names, np.stack([row for _, row in results]))

@@ -91,6 +91,8 @@ def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
         probs = predictor.predict(np.zeros((size, *expected_in[1:]), np.uint8))
         if probs.shape != (size, len(class_names)) or not np.all(np.isfinite(probs)):
             raise ModelLoadError(f"{vdir}: warm-up produced {probs.shape} outputs, finite={np.isfinite(probs).all()}")
+    if "gradcam" in model.explain_methods:  # trace the explanation graph now, not on a user's first /explain
+        model.gradcam(np.zeros((1, *expected_in[1:]), np.uint8), [0])
     predictor.warmup_seconds = time.monotonic() - started
     log.info("model version %s loaded with runtime %s and warmed (batches %s) in %.1fs", version, name, sizes,
              predictor.warmup_seconds)

@@ -26,6 +26,9 @@ class Runtime(Protocol):
     """A loaded model: uint8 NHWC images (N, 227, 227, 3), 0-255 -> probabilities (N, classes)."""
 
     name: str
+    # Explanation methods the runtime computes itself (e.g. "gradcam", which needs gradients); occlusion
+    # works for every runtime through predict.
+    explain_methods: tuple[str, ...]
 
     def predict(self, images: np.ndarray) -> np.ndarray: ...
 

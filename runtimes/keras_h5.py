@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 import model_store
+from explain.gradcam import GradCam
 
 
 class KerasRuntime:
@@ -26,6 +27,11 @@ class KerasRuntime:
         size = (model_store.IMAGE_SIZE[1], model_store.IMAGE_SIZE[0], 3)
         self._forward = {np.dtype(dt.as_numpy_dtype): fn.get_concrete_function(tf.TensorSpec([None, *size], dt))
                          for dt in (tf.uint8, tf.float32)}
+        try:
+            self._gradcam = GradCam(model)
+        except ValueError:  # no Conv2D or no Dense head: only model-agnostic explanations
+            self._gradcam = None
+        self.explain_methods = ("gradcam",) if self._gradcam else ()
 
     @classmethod
     def from_file(cls, path: str | Path) -> KerasRuntime:
@@ -36,3 +42,9 @@ class KerasRuntime:
         """Probabilities for one batch of uint8 (or float32, 0-255) NHWC images."""
         forward = self._forward.get(images.dtype) or self._forward[np.dtype(np.float32)]
         return forward(images if images.dtype in self._forward else images.astype(np.float32)).numpy()
+
+    def gradcam(self, images: np.ndarray, classes: list[int]) -> list[np.ndarray]:
+        """Grad-CAM maps (H, W) in [0, 1] of a batch of images, each for its class index."""
+        if self._gradcam is None:
+            raise ValueError("this model has no convolution block and Dense head for Grad-CAM")
+        return self._gradcam(images, classes)

@@ -24,6 +24,8 @@ def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bo
 class OpenVinoRuntime:
     """An IR behind predict(images) -> probabilities; the graph takes uint8 NHWC and casts inside."""
 
+    explain_methods: tuple[str, ...] = ()  # no gradients: explanations use occlusion through predict
+
     def __init__(self, xml: str | Path, name: str = "openvino"):
         self.name = name
         self.compiled = compile_ir(xml)

@@ -7,7 +7,9 @@ import json
 from flask import Blueprint, Response, jsonify, request
 
 from app import v2_binary
+import explain
 from app.classify import check_model, classify
+from app.explain import explain_image
 from app.errors import ApiError
 from app.inputs import b64decode, check_count, decode_all, json_object
 from app.model_service import get_service
@@ -131,3 +133,34 @@ def infer(name: str, version: str | None = None):
     head_bytes = json.dumps(response).encode()
     return Response(head_bytes + tail, mimetype="application/octet-stream",
                     headers={v2_binary.HEADER: str(len(head_bytes))})
+
+
+@bp.post("/models/<model:name>/explain")
+@bp.post("/models/<model:name>/versions/<version>/explain")
+def explain_v2(name: str, version: str | None = None):
+    """One BYTES image (as for infer) -> FP32 probabilities [1, classes] and heatmap [16, 16] outputs;
+    parameters.method picks gradcam or occlusion."""
+    check_model(name, version)
+    head, binary = v2_binary.split_body(request.get_data(cache=False), request.headers.get(v2_binary.HEADER))
+    body = json_object(HINT, head)
+    if "id" in body and not isinstance(body["id"], str):
+        raise ApiError("'id' must be a string")
+    params = body.get("parameters", {})
+    method = params.get("method") if isinstance(params, dict) else None
+    if method is not None and method not in explain.METHODS:
+        raise ApiError(f"parameters.method must be one of {', '.join(explain.METHODS)}, got {method!r}")
+    items = _input_items(body, binary)
+    if len(items) != 1:
+        raise ApiError(f"explain takes one image per request, got {len(items)}")
+    result = explain_image(decode_all(items)[0], method)
+    answer = result.as_json(png=False)
+    probs = [answer["probabilities"][n] for n in answer["probabilities"]]
+    grid = answer["heatmap"]
+    response = {"model_name": MODEL_NAME, "model_version": answer["model_version"],
+                "parameters": {"method": result.method, "label": answer["label"]},
+                "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [1, len(probs)], "data": probs},
+                            {"name": "heatmap", "datatype": "FP32", "shape": [len(grid), len(grid[0])],
+                             "data": [v for row in grid for v in row]}]}
+    if "id" in body:
+        response["id"] = body["id"]
+    return jsonify(response)

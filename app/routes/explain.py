@@ -1,0 +1,39 @@
+"""POST /explain: a prediction and its saliency heatmap, as JSON or (?format=png) the overlay image."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+import explain
+from app.errors import ApiError
+from app.explain import explain_image
+from app.inputs import decode_all, images_from_request
+
+bp = Blueprint("explain", __name__)
+FORMATS = ("json", "png")
+
+
+def query_method() -> str | None:
+    """The ?method= argument (None: the runtime's default), or a 400."""
+    method = request.args.get("method") or None
+    if method is not None and method not in explain.METHODS:
+        raise ApiError(f"unknown method {method!r}; choose from {', '.join(explain.METHODS)}")
+    return method
+
+
+@bp.post("/explain")
+def explain_route():
+    """One image (multipart, raw image/*, JSON base64) -> label, probabilities, method, heatmap, overlay."""
+    fmt = request.args.get("format", "json")
+    if fmt not in FORMATS:
+        raise ApiError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    method = query_method()
+    items = images_from_request()
+    if len(items) != 1:
+        raise ApiError(f"/explain takes one image per request, got {len(items)}")
+    result = explain_image(decode_all(items)[0], method)
+    if fmt == "png":
+        return Response(result.png(), mimetype="image/png", headers={
+            "X-Label": result.prediction["label"], "X-Model-Version": result.prediction["model_version"],
+            "X-Explanation-Method": result.method})
+    return jsonify(result.as_json())

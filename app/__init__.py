@@ -43,9 +43,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     model_service.init_app(app)
     explain.init_app(app)
 
-    from app.routes import docs, predict, tfserving, ui, v2
+    from app.routes import docs, predict, report, tfserving, ui, v2
     from app.routes import explain as explain_routes
 
-    for module in (predict, explain_routes, tfserving, v2, ui, docs):
+    for module in (predict, explain_routes, tfserving, v2, ui, report, docs):
         app.register_blueprint(module.bp)
     return app

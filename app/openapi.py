@@ -24,6 +24,28 @@ B64 = {"type": "string", "format": "image-base64", "contentEncoding": "base64", 
 IMAGE_FILE = {"type": "string", "format": "binary", "contentMediaType": "image/*",
               "description": "an image file (JPEG, PNG, GIF, WebP, BMP, ...)"}
 
+def v2_request(max_images: int, with_outputs: bool = False, methods: list[str] | None = None) -> dict:
+    """A V2 request of BYTES image files: infer (up to 32 images, optional outputs) or explain (one image)."""
+    props = {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+            "type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+                "name": {"type": "string", "enum": ["image"]}, "datatype": {"type": "string", "enum": ["BYTES"]},
+                # shape must be [len(data)]: one dimension, equal to the number of images.
+                "shape": {"type": "array", "minItems": 1, "maxItems": 1,
+                          "items": {"type": "integer", "minimum": 1, "maximum": max_images},
+                          "description": "[number of images]; must equal len(data)"},
+                "data": {"type": "array", "minItems": 1, "maxItems": max_images, "items": B64}}}}}
+    if with_outputs:
+        props["outputs"] = {"type": "array", "maxItems": 1, "items": {
+            "type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "enum": ["probabilities"]},
+                "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}
+    if methods:
+        props["parameters"] = {"type": "object", "properties": {"method": {"type": "string", "enum": methods}}}
+    return {"type": "object", "required": ["inputs"], "properties": props}
+
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "Prediction": {
@@ -46,23 +68,20 @@ SCHEMAS = {
     "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
         "name": {"type": "string"}, "datatype": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"}}},
-    "V2InferRequest": {"type": "object", "required": ["inputs"], "properties": {
-        "id": {"type": "string"},
-        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
-            "type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
-                "name": {"type": "string", "enum": ["image"]}, "datatype": {"type": "string", "enum": ["BYTES"]},
-                # shape must be [len(data)]: one dimension, equal to the number of images.
-                "shape": {"type": "array", "minItems": 1, "maxItems": 1,
-                          "items": {"type": "integer", "minimum": 1, "maximum": 32},
-                          "description": "[number of images]; must equal len(data)"},
-                "data": {"type": "array", "minItems": 1, "maxItems": 32, "items": B64}}}},
-        "outputs": {"type": "array", "maxItems": 1, "items": {
-            "type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "enum": ["probabilities"]},
-                "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}}},
+    "V2InferRequest": v2_request(32, with_outputs=True),
+    "Explanation": {
+        "type": "object", "required": ["label", "confidence", "probabilities", "model_version", "method", "heatmap",
+                                       "overlay_png"],
+        "properties": {
+            "label": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+            "model_version": {"type": "string"}, "method": {"type": "string", "enum": ["gradcam", "occlusion"]},
+            "heatmap": {"type": "array", "items": {"type": "array", "items": {
+                "type": "number", "minimum": 0, "maximum": 1}}},
+            "overlay_png": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}}},
     "V2InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
         "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
-        "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
+        "parameters": {"type": "object"}, "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
 }
 
 OBJ = {"type": "object"}
@@ -98,8 +117,26 @@ def _v2_infer(body: dict) -> dict:
     return op
 
 
-def spec() -> dict:
-    """The OpenAPI 3.1 document."""
+def _explain_paths(multipart_one: dict, methods: list[str]) -> dict:
+    method = {"name": "method", "in": "query", "required": False, "schema": {"type": "string", "enum": methods},
+              "description": "gradcam (TensorFlow runtime) or occlusion (any runtime); default: the first"}
+    fmt = {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "png"]},
+           "description": "png: answer the overlay image itself"}
+    op = _post("Explain one image: the prediction and a saliency heatmap (16x16, 0-1) with a PNG overlay",
+               multipart_one, {"$ref": "#/components/schemas/Explanation"}, [method, fmt])
+    op["post"]["responses"]["200"]["content"]["image/png"] = {"schema": {"type": "string", "format": "binary"}}
+    v2 = {"application/json": {"schema": v2_request(1, methods=methods)}}
+    return {"/explain": op,
+            "/v2/models/{name}/explain": _post("V2-style explanation: one BYTES image -> probabilities [1, classes] "
+                                               "and heatmap [16, 16] outputs", v2,
+                                               {"$ref": "#/components/schemas/V2InferResponse"}, [NAME])}
+
+
+def spec(explain_methods: list[str] | None = None) -> dict:
+    """The OpenAPI 3.1 document; explain_methods: those the serving runtime offers."""
+    one_image = {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": IMAGE_FILE}}}, "image/*": {"schema": IMAGE_FILE},
+        "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": B64}}}}
     multipart = {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "array", "minItems": 1, "maxItems": 32, "items": IMAGE_FILE}}}},
         "image/*": {"schema": IMAGE_FILE},
@@ -128,6 +165,7 @@ def spec() -> dict:
         "/v2/models/{name}": _get("V2 model metadata", params=[NAME], extra=not_found),
         "/v2/models/{name}/ready": _get("V2 model readiness", params=[NAME], extra={**not_found, **unavailable}),
         "/v2/models/{name}/infer": _v2_infer(v2_body),
+        **_explain_paths(one_image, explain_methods or ["gradcam", "occlusion"]),
         "/openapi.json": _get("This document"),
     }
     return {

@@ -41,6 +41,11 @@ class Predictor:
     tta: str = "none"
 
     @property
+    def display_names(self) -> dict[str, str]:
+        """{class folder name: label for people}."""
+        return model_store.display_names(self.metadata)
+
+    @property
     def runtime_name(self) -> str:
         """Which runtime serves: openvino-int8, openvino or tensorflow."""
         return self.runtime.name

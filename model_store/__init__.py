@@ -1,9 +1,11 @@
 """The contract between training and serving: store layout and shared preprocessing."""
 
+from model_store.labels import display_name, display_names
 from model_store.layout import (
     METADATA_FILE,
     MODEL_FILE,
     MODEL_NAME,
+    REPORT_FILE,
     ModelNotFoundError,
     latest_version,
     list_versions,
@@ -36,10 +38,13 @@ __all__ = [
     "MODEL_FILE",
     "MODEL_NAME",
     "PREPROCESSING_SPEC",
+    "REPORT_FILE",
     "TTA_MODES",
     "InvalidImageError",
     "ModelNotFoundError",
     "RemoteStoreError",
+    "display_name",
+    "display_names",
     "is_remote",
     "latest_version",
     "local_copy",

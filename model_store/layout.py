@@ -11,6 +11,7 @@ from pathlib import Path
 MODEL_NAME = "alexnet"
 MODEL_FILE = "alexnet.h5"
 METADATA_FILE = "metadata.json"
+REPORT_FILE = "report.html"  # the model report (training/report.py), optional
 
 
 class ModelNotFoundError(FileNotFoundError):

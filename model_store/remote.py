@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from model_store.layout import METADATA_FILE, MODEL_FILE, MODEL_NAME, list_versions, publish, staging_dir, version_dir
+from model_store.layout import METADATA_FILE, MODEL_FILE, MODEL_NAME, REPORT_FILE, list_versions, publish, staging_dir, version_dir
 
 # Uploaded in this order: metadata.json last, so its presence marks a complete version.
-FILES = (MODEL_FILE, "history.csv", "curves.png", METADATA_FILE)
+FILES = (MODEL_FILE, "history.csv", "curves.png", REPORT_FILE, METADATA_FILE)
 
 
 LIST_RETRY_SECONDS = 20.0
@@ -120,7 +120,7 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike,
             for name in _wanted(metadata, want):
                 (staged / name).parent.mkdir(parents=True, exist_ok=True)
                 bucket.blob(base + name).download_to_filename(str(staged / name))
-            for name in FILES[1:-1]:  # training curves: optional, and small
+            for name in FILES[1:-1]:  # training curves and report: optional, and small
                 blob = bucket.blob(base + name)
                 if blob.exists():
                     blob.download_to_filename(str(staged / name))

@@ -183,10 +183,22 @@ def _export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set:
     return found
 
 
+def _display_names(class_names: list[str], given: list[str]) -> dict[str, str]:
+    """Labels for people: derived from the folder names ('dogs' -> 'dog'), overridden by --display-name."""
+    names = model_store.display_names({"class_names": class_names})
+    for item in given:
+        folder, sep, label = item.partition("=")
+        if not sep or folder not in names or not label.strip():
+            raise SystemExit(f"--display-name {item!r}: use FOLDER=LABEL with FOLDER one of {', '.join(names)}")
+        names[folder] = label.strip()
+    return names
+
+
 def _metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) -> dict:
     return {
         "model_name": model_store.MODEL_NAME,
         "class_names": train_set.class_names,
+        "display_names": _display_names(train_set.class_names, args.display_name or []),
         "input_size": list(model_store.IMAGE_SIZE),
         "input_shape": [model_store.IMAGE_SIZE[1], model_store.IMAGE_SIZE[0], 3],
         "preprocessing": model_store.PREPROCESSING_SPEC,
@@ -239,5 +251,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="decode every image again, cache nothing")
     parser.add_argument("--no-export", action="store_true",
                         help="skip the OpenVINO float32/int8 export (and its accuracy check) after training")
+    parser.add_argument("--display-name", action="append", metavar="FOLDER=LABEL",
+                        help="label shown to people for a class folder (default: the folder name, singular)")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity (1 = progress bars)")
     parser.set_defaults(func=run)

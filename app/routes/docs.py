@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template
 
+from app.explain import methods
 from app.openapi import spec
 
 bp = Blueprint("docs", __name__)
@@ -12,13 +13,13 @@ bp = Blueprint("docs", __name__)
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3 document."""
-    return jsonify(spec())
+    return jsonify(spec(methods()))
 
 
 @bp.get("/docs")
 def docs():
     """Endpoint list rendered from the OpenAPI document (no CDN, no JavaScript)."""
-    doc = spec()
+    doc = spec(methods())
     rows = [(method.upper(), path, op.get("summary", "")) for path, item in doc["paths"].items()
             for method, op in item.items()]
     return render_template("docs.html", rows=rows, info=doc["info"])

@@ -6,13 +6,15 @@ import base64
 import io
 
 import numpy as np
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request, url_for
 from PIL import Image
 
 from app.classify import classify, prediction
 from app.errors import ApiError
+from app.explain import explain_image
 from app.inputs import decode_all, images_from_request
 from app.model_service import get_service
+from app.routes.report import report_exists
 
 bp = Blueprint("ui", __name__)
 
@@ -28,13 +30,30 @@ def _thumbnail(arr: np.ndarray) -> str:
 def index():
     """The upload form."""
     p = get_service().predictor
-    return render_template("index.html", class_names=p.class_names if p else [],
-                           version=p.version if p else None, runtime=p.runtime_name if p else None)
+    display = p.display_names if p else {}
+    report = url_for("report.report", version=p.version) if p and report_exists(p.version) else None
+    return render_template("index.html", labels=list(display.values()), display=display,
+                           version=p.version if p else None, runtime=p.runtime_name if p else None, report=report)
+
+
+def _result(name: str | None, array: np.ndarray, want_why: bool) -> dict:
+    if want_why:
+        explained = explain_image(array)
+        pred = explained.prediction
+        extra = {"overlay": "data:image/png;base64," + base64.b64encode(explained.png()).decode(),
+                 "method": explained.method}
+    else:
+        pred, extra = prediction(classify([array]), 0), {}
+    names = get_service().predictor.display_names
+    bars = sorted(((names.get(k, k), v) for k, v in pred["probabilities"].items()), key=lambda kv: -kv[1])
+    return {"filename": name, "thumbnail": _thumbnail(array), **pred, **extra,
+            "display_label": names.get(pred["label"], pred["label"]), "bars": bars}
 
 
 @bp.post("/")
 def submit():
-    """No-JavaScript path: classify each uploaded file and render the results page."""
+    """No-JavaScript path: classify (and, if asked, explain) each uploaded file and render the results page."""
+    want_why = request.form.get("explain") == "1"
     results = []
     for name, data in images_from_request():
         try:
@@ -42,8 +61,5 @@ def submit():
         except ApiError as exc:
             results.append({"filename": name, "error": exc.message})
             continue
-        result = classify(arrays)
-        pred = prediction(result, 0)
-        results.append({"filename": name, "thumbnail": _thumbnail(arrays[0]), **pred,
-                        "bars": sorted(pred["probabilities"].items(), key=lambda kv: -kv[1])})
+        results.append(_result(name, arrays[0], want_why))
     return render_template("result.html", results=results, error=None)

@@ -145,8 +145,12 @@ def explain_v2(name: str, version: str | None = None):
     body = json_object(HINT, head)
     if "id" in body and not isinstance(body["id"], str):
         raise ApiError("'id' must be a string")
+    if "outputs" in body:
+        raise ApiError("explain answers fixed outputs (probabilities, heatmap); send no 'outputs'")
     params = body.get("parameters", {})
-    method = params.get("method") if isinstance(params, dict) else None
+    if not isinstance(params, dict):
+        raise ApiError("'parameters' must be an object like {\"method\": \"occlusion\"}")
+    method = params.get("method")
     if method is not None and method not in explain.METHODS:
         raise ApiError(f"parameters.method must be one of {', '.join(explain.METHODS)}, got {method!r}")
     items = _input_items(body, binary)

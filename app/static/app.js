@@ -1,4 +1,5 @@
-// Progressive enhancement of the upload form: drag-and-drop, previews, one /predict call per image.
+// Progressive enhancement of the upload form: drag-and-drop, previews, one /predict call per image,
+// and a "Why?" button per result that asks /explain for the heatmap overlay.
 (function () {
   "use strict";
   const form = document.getElementById("upload");
@@ -7,6 +8,15 @@
   const list = document.getElementById("results");
   const status = document.getElementById("status");
   if (!form || !window.fetch) return;
+  let display = {};
+  try { display = JSON.parse(list.dataset.display || "{}"); } catch (e) { display = {}; }
+  const shown = function (label) { return display[label] || label; };
+
+  // One flow with JavaScript: choosing or dropping photos classifies them at once, so the form's own
+  // button and "required" (which would complain about the input emptied after each run) are not needed.
+  input.required = false;
+  form.querySelectorAll("button[type=submit], .options").forEach(function (node) { node.hidden = true; });
+  status.textContent = "Each photo is classified as soon as you choose or drop it.";
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -15,31 +25,78 @@
     return node;
   }
 
+  async function post(url, file) {
+    const data = new FormData();
+    data.append("image", file, file.name);
+    const resp = await fetch(url, { method: "POST", body: data, headers: { Accept: "application/json" } });
+    let json = null;
+    try { json = await resp.json(); } catch (e) { json = null; }
+    if (!resp.ok) throw new Error((json && json.error) || ("HTTP " + resp.status));
+    return json;
+  }
+
   function card(file) {
     const li = el("li", "card");
+    const pics = el("div", "pics");
     const img = el("img");
     img.alt = file.name;
     img.src = URL.createObjectURL(file);
     img.onload = function () { URL.revokeObjectURL(img.src); };
     img.onerror = function () { URL.revokeObjectURL(img.src); img.remove(); };
+    pics.append(img);
     const body = el("div", "body");
     body.append(el("div", "name", file.name), el("div", "label", "…"));
-    li.append(img, body);
+    li.append(pics, body);
     list.prepend(li);
     return body;
   }
 
-  function show(body, data) {
-    body.querySelector(".label").textContent = data.label + " ";
+  function whyButton(body, file) {
+    const button = el("button", "why-button", "Why?");
+    button.type = "button";
+    const note = el("p", "why");
+    button.addEventListener("click", async function () {
+      const pics = body.parentElement.querySelector(".pics");
+      const existing = pics.querySelector(".overlay");
+      if (existing) {  // toggle an overlay already fetched
+        existing.hidden = !existing.hidden;
+        note.hidden = existing.hidden;
+        button.textContent = existing.hidden ? "Why?" : "Hide why";
+        return;
+      }
+      button.disabled = true;
+      button.textContent = "Explaining…";
+      try {
+        const json = await post("/explain", file);
+        const overlay = el("img", "overlay");
+        overlay.alt = "why: heatmap over " + file.name;
+        overlay.src = "data:image/png;base64," + json.overlay_png;
+        pics.append(overlay);
+        note.textContent = "Highlighted areas moved the answer (" + shown(json.label) + ") most (" + json.method + ").";
+        note.hidden = false;
+        button.textContent = "Hide why";
+      } catch (e) {
+        note.textContent = "No explanation: " + e.message;
+        note.className = "why error";
+        button.textContent = "Why?";
+      }
+      button.disabled = false;
+    });
+    body.append(button, note);
+  }
+
+  function show(body, data, file) {
+    body.querySelector(".label").textContent = shown(data.label) + " ";
     body.querySelector(".label").append(el("span", "", (data.confidence * 100).toFixed(1) + "%"));
     Object.entries(data.probabilities).sort(function (a, b) { return b[1] - a[1]; }).forEach(function (kv) {
       const row = el("div", "bar");
       const bar = el("progress");
       bar.max = 1;
       bar.value = kv[1];
-      row.append(el("span", "cls", kv[0]), bar, el("span", "pct", (kv[1] * 100).toFixed(1) + "%"));
+      row.append(el("span", "cls", shown(kv[0])), bar, el("span", "pct", (kv[1] * 100).toFixed(1) + "%"));
       body.append(row);
     });
+    whyButton(body, file);
   }
 
   function fail(body, message) {
@@ -50,25 +107,19 @@
 
   async function classify(file) {
     const body = card(file);
-    const data = new FormData();
-    data.append("image", file, file.name);
     try {
-      const resp = await fetch("/predict", { method: "POST", body: data, headers: { Accept: "application/json" } });
-      let json = null;
-      try { json = await resp.json(); } catch (e) { json = null; }
-      if (!resp.ok) {
-        fail(body, (json && json.error) || ("HTTP " + resp.status));
-      } else {
-        show(body, json);
-      }
+      show(body, await post("/predict", file), file);
     } catch (e) {
-      fail(body, "network error: " + e.message);
+      fail(body, e instanceof TypeError ? "network error: " + e.message : e.message);
     }
   }
 
   async function run(files) {
     const images = Array.from(files);
-    if (!images.length) return;
+    if (!images.length) {
+      status.textContent = "Choose or drop one or more photos first.";
+      return;
+    }
     status.textContent = "Classifying " + images.length + " image(s)…";
     await Promise.all(images.map(classify));
     status.textContent = "Done: " + images.length + " image(s).";

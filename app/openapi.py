@@ -166,6 +166,11 @@ def spec(explain_methods: list[str] | None = None) -> dict:
         "/v2/models/{name}/ready": _get("V2 model readiness", params=[NAME], extra={**not_found, **unavailable}),
         "/v2/models/{name}/infer": _v2_infer(v2_body),
         **_explain_paths(one_image, explain_methods or ["gradcam", "occlusion"]),
+        "/models/{name}/{version}/report": {"get": {
+            "summary": "The model report (report.html) of a version this server has", "parameters": [
+                NAME, {**VERSION, "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
+                          **not_found}}},
         "/openapi.json": _get("This document"),
     }
     return {

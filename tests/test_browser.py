@@ -23,7 +23,11 @@ def browser():
         b.close()
 
 
-def test_upload_shows_label_and_bars(browser, live_server, tiny_data, tmp_path):
+def _loaded(page, selector: str) -> bool:
+    return page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0")
+
+
+def test_upload_shows_label_bars_and_why(browser, live_server, tiny_data, tmp_path):
     page = browser.new_page(viewport={"width": 1000, "height": 760})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -31,6 +35,8 @@ def test_upload_shows_label_and_bars(browser, live_server, tiny_data, tmp_path):
     page.on("console", lambda msg: msg.type == "error" and "status of 400" not in msg.text
             and errors.append(msg.text))
     page.goto(live_server + "/")
+    # One flow: choosing photos classifies them; no button left that would then complain about an empty input.
+    assert not page.locator("button[type=submit]").is_visible()
     dog = sorted((tiny_data["val"] / "dogs").iterdir())[0]
     cat = sorted((tiny_data["val"] / "cats").iterdir())[0]
     bad = tmp_path / "notes.jpg"
@@ -40,9 +46,15 @@ def test_upload_shows_label_and_bars(browser, live_server, tiny_data, tmp_path):
     cards = page.locator(".results .card")
     assert cards.count() == 3
     labels = [t.strip() for t in page.locator(".card .label").all_inner_texts()]
-    assert len(labels) == 2 and all(t.split()[0] in ("cats", "dogs") and t.endswith("%") for t in labels)
+    # Display names ("cat", "dog"), not the folder names.
+    assert len(labels) == 2 and all(t.split()[0] in ("cat", "dog") and t.endswith("%") for t in labels)
     assert page.locator(".card progress").count() == 4  # two bars per classified image
     assert "not a recognised image" in page.locator(".card.failed .error").inner_text()
+    # "Why?" fetches /explain and shows the overlay beside the photo.
+    page.locator(".card .why-button").first.click()
+    page.wait_for_selector(".card .pics img.overlay", timeout=60_000)
+    assert _loaded(page, ".card .pics img.overlay")
+    assert "moved the answer" in page.locator(".card p.why").first.inner_text()
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=True)
     assert errors == []  # no CSP violations or script errors
@@ -54,8 +66,10 @@ def test_form_works_without_javascript(browser, live_server, tiny_data):
     page = context.new_page()
     page.goto(live_server + "/")
     page.set_input_files("#image", str(sorted((tiny_data["val"] / "cats").iterdir())[0]))
+    page.check("input[name=explain]")
     page.click("button[type=submit]")
-    page.wait_for_selector(".card .label", timeout=30_000)
-    assert page.locator(".card .label").inner_text().split()[0] in ("cats", "dogs")
+    page.wait_for_selector(".card .label", timeout=60_000)
+    assert page.locator(".card .label").inner_text().split()[0] in ("cat", "dog")
     assert page.locator(".card progress").count() == 2
+    assert _loaded(page, ".card .pics img.overlay")  # the heatmap, inline, allowed by the CSP's img-src data:
     context.close()

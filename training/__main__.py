@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,evaluate,predict,download,publish,export}."""
+"""Command line: python -m training {train,evaluate,predict,download,publish,export,report}."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training import download, evaluate, export, publish, train
+    from training import download, evaluate, export, publish, report, train
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     download.add_arguments(sub.add_parser("download", help="fetch the Kaggle Cats and Dogs archive"))
     publish.add_arguments(sub.add_parser("publish", help="upload a trained version to a gs:// model store"))
     export.add_arguments(sub.add_parser("export", help="add OpenVINO float32 + int8 models to a stored version"))
+    report.add_arguments(sub.add_parser("report", help="write report.html (curves, confusion, calibration, "
+                                                       "confident mistakes with heatmaps) into a stored version"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import IO
 
 import matplotlib
 
@@ -11,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
 
-def training_curves(history_csv: str | Path, out_png: str | Path) -> None:
+def training_curves(history_csv: str | Path, out_png: str | Path | IO[bytes]) -> None:
     """Plot loss and accuracy per epoch for train and validation."""
     with open(history_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -29,9 +30,9 @@ def training_curves(history_csv: str | Path, out_png: str | Path) -> None:
     plt.close(fig)
 
 
-def confusion_matrix(matrix: list[list[int]], class_names: list[str], out_png: str | Path) -> None:
+def confusion_matrix(matrix: list[list[int]], class_names: list[str], out_png: str | Path | IO[bytes]) -> None:
     """Draw a confusion matrix with counts in each cell (rows = true class)."""
-    fig, ax = plt.subplots(figsize=(1.6 * len(class_names) + 2, 1.6 * len(class_names) + 1.5))
+    fig, ax = plt.subplots(figsize=(1.1 * len(class_names) + 1.8, 1.1 * len(class_names) + 1.4))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_yticks(range(len(class_names)), class_names)
@@ -41,6 +42,27 @@ def confusion_matrix(matrix: list[list[int]], class_names: list[str], out_png: s
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
             ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def reliability(bins: list[dict], ece: float, out_png: str | Path | IO[bytes]) -> None:
+    """Reliability diagram: accuracy against mean confidence per bin, with the expected calibration error."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    used = [b for b in bins if b["count"]]
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
+    ax.bar([b["low"] for b in used], [b["accuracy"] for b in used], width=[b["high"] - b["low"] for b in used],
+           align="edge", alpha=0.6, edgecolor="black", label="accuracy in bin")
+    ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], "o", color="C3",
+            label="mean confidence")
+    lowest = min((b["low"] for b in used), default=0.0)
+    ax.set_xlim(lowest, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"calibration: ECE {ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)

@@ -152,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     meta = _metadata(args, train_set, val_set, summary, seconds, strategy)
     if not args.no_export:
         meta["runtimes"] = _export(folder, model, train_set, val_set, args.seed)
+    if not args.no_report:
+        _report(folder, model, meta, val_set, args.val_dir or "the held-out split")
     (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     version = model_store.publish(local_store, folder)
     where = model_store.version_dir(local_store, version)
@@ -181,6 +183,15 @@ def _export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set:
     found = export.write_irs(folder, model, np.asarray(train_set.images[picks]), val_set.images, val_set.labels)
     print(f"runtimes' validation accuracy: {export.summary(found)}", flush=True)
     return found
+
+
+def _report(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, source: str) -> None:
+    """report.html in the version folder, published with it."""
+    from training import report
+
+    started = time.time()
+    report.write(folder, report.build(model, meta, None, val_set, folder / "history.csv", str(source)))
+    print(f"wrote the model report ({time.time() - started:.0f} s)", flush=True)
 
 
 def _display_names(class_names: list[str], given: list[str]) -> dict[str, str]:
@@ -251,6 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="decode every image again, cache nothing")
     parser.add_argument("--no-export", action="store_true",
                         help="skip the OpenVINO float32/int8 export (and its accuracy check) after training")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html (python -m training report)")
     parser.add_argument("--display-name", action="append", metavar="FOLDER=LABEL",
                         help="label shown to people for a class folder (default: the folder name, singular)")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity (1 = progress bars)")

@@ -9,6 +9,7 @@ import numpy as np
 from flask import Blueprint, render_template, request, url_for
 from PIL import Image
 
+import model_store
 from app.classify import classify, prediction
 from app.errors import ApiError
 from app.explain import explain_image
@@ -31,7 +32,7 @@ def index():
     """The upload form."""
     p = get_service().predictor
     display = p.display_names if p else {}
-    report = url_for("report.report", version=p.version) if p and report_exists(p.version) else None
+    report = url_for("report.report", name=model_store.MODEL_NAME, version=p.version) if p and report_exists(p.version) else None
     return render_template("index.html", labels=list(display.values()), display=display,
                            version=p.version if p else None, runtime=p.runtime_name if p else None, report=report)
 

@@ -157,3 +157,46 @@ def test_work_of_a_gone_client_never_reaches_the_model(app):
         assert not any((x == 7).all() for batch in seen for x in batch)  # dropped before the model
     finally:
         service.batcher = original
+
+
+def test_low_priority_work_is_bounded_per_batch_and_predictions_go_first():
+    from app.batching import HIGH, LOW
+
+    gate, started, batches = threading.Event(), threading.Event(), []
+
+    def model(x):
+        batches.append([int(v) for v in x.reshape(len(x), -1)[:, 0]])
+        started.set()
+        gate.wait(5)
+        return x.reshape(len(x), -1)[:, :1]
+
+    batcher = Batcher(model, max_batch=8, max_wait_s=0, max_queue=4, max_low_batch=3, low_reserve=20)
+    first = batcher.submit([np.full(1, 1000)], HIGH)
+    assert started.wait(5)  # the inference thread is busy: everything below queues up
+    low = batcher.submit([np.full(1, i) for i in range(10)], LOW)  # fits thanks to low_reserve
+    high = batcher.submit([np.full(1, 100 + i) for i in range(4)], HIGH)
+    gate.set()
+    for f in [*first, *low, *high]:
+        f.result(timeout=5)
+    batcher.close()
+    assert batches[0] == [1000]
+    # The predictions queued after the explanation work still run first; then LOW at most 3 per model call.
+    assert batches[1][:4] == [100, 101, 102, 103] and len([v for v in batches[1] if v < 100]) <= 3
+    assert all(len([v for v in b if v < 100]) <= 3 for b in batches)
+    assert sorted(v for b in batches for v in b if v < 100) == list(range(10))
+
+
+def test_low_reserve_keeps_room_for_predictions():
+    from app.batching import HIGH, LOW
+
+    gate, started = threading.Event(), threading.Event()
+    batcher = Batcher(lambda x: (started.set(), gate.wait(5), x)[2], max_batch=1, max_wait_s=0, max_queue=2,
+                      low_reserve=3)
+    batcher.submit([np.zeros(1)])
+    assert started.wait(5)
+    batcher.submit([np.zeros(1)] * 3, LOW)
+    batcher.submit([np.zeros(1)] * 2, HIGH)  # max_queue's worth of predictions still fits
+    with pytest.raises(OverloadedError):
+        batcher.submit([np.zeros(1)], HIGH)
+    gate.set()
+    batcher.close()

@@ -15,7 +15,7 @@ FORMATS = ("json", "png")
 
 def query_method() -> str | None:
     """The ?method= argument (None: the runtime's default), or a 400."""
-    method = request.args.get("method") or None
+    method = request.args.get("method")
     if method is not None and method not in explain.METHODS:
         raise ApiError(f"unknown method {method!r}; choose from {', '.join(explain.METHODS)}")
     return method

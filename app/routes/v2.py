@@ -151,7 +151,7 @@ def explain_v2(name: str, version: str | None = None):
     if not isinstance(params, dict):
         raise ApiError("'parameters' must be an object like {\"method\": \"occlusion\"}")
     method = params.get("method")
-    if method is not None and method not in explain.METHODS:
+    if "method" in params and method not in explain.METHODS:
         raise ApiError(f"parameters.method must be one of {', '.join(explain.METHODS)}, got {method!r}")
     items = _input_items(body, binary)
     if len(items) != 1:

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests share one model call on a single inference thread.
 
-Two priorities: predictions (HIGH) always go first; background work such as an explanation's masked copies
-(LOW) fills batches only up to `max_low_batch` images, so a prediction never waits behind more than that.
+Two priorities: predictions (HIGH) always go first and never share a model call with background work;
+background work such as an explanation's masked copies (LOW) runs in batches of at most `max_low_batch` images,
+so a prediction waits behind at most one of those.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Batcher:
         max_queue: int = 256,
         max_queue_time_s: float = 10.0,
         on_batch: Callable[[int, float], None] | None = None,
-        max_low_batch: int = 8,
+        max_low_batch: int = 2,
         low_reserve: int = 0,
     ):
         self._run_batch = run_batch
@@ -103,7 +104,9 @@ class Batcher:
             except queue.Empty:
                 break
             item = entry[2]
-            if item is None or (item.priority == LOW and low >= self.max_low_batch):
+            # A prediction's batch carries no LOW work (it would make the prediction pay for it); LOW-only
+            # batches stop at max_low_batch, which bounds how long a prediction can wait behind one.
+            if item is None or (item.priority == LOW and (first.priority == HIGH or low >= self.max_low_batch)):
                 self._queue.put(entry)  # the close marker, or LOW work for a later batch
                 break
             low += item.priority == LOW

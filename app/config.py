@@ -24,7 +24,7 @@ DEFAULTS: dict[str, object] = {
     "TTA": "none",                       # "flip": average each photo and its mirror (2x model work)
     "MODEL_RUNTIME": "auto",             # auto | openvino-int8 | openvino | tensorflow (see runtimes/)
     "EXPLAIN_CONCURRENCY": 1,            # /explain requests computed at once per worker (more wait, then 503)
-    "EXPLAIN_BATCH": 8,                  # explanation images per model call: what a /predict may wait behind
+    "EXPLAIN_BATCH": 2,                  # explanation images per model call: what a /predict may wait behind
 }
 
 _INT = {"MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",

@@ -29,8 +29,10 @@ def load_bodies(image_dir: str | Path, limit: int = 200) -> list[bytes]:
     return [multipart(f.read_bytes(), f.name) for f in files]
 
 
-def run_level(base: str, bodies: list[bytes], clients: int, requests: int, timeout: float = 60.0) -> dict:
-    """Send `requests` POST /predict from `clients` concurrent keep-alive clients; latency stats."""
+def run_level(base: str, bodies: list[bytes], clients: int, requests: int, timeout: float = 60.0,
+              path: str = "/predict", stop: threading.Event | None = None) -> dict:
+    """Send `requests` POST `path` from `clients` concurrent keep-alive clients (or until `stop` is set);
+    latency stats."""
     url = urlsplit(base)
     counter = itertools.count()
     latencies: list[float] = []
@@ -40,11 +42,11 @@ def run_level(base: str, bodies: list[bytes], clients: int, requests: int, timeo
 
     def client() -> None:
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-        while (i := next(counter)) < requests:
+        while (i := next(counter)) < requests and not (stop and stop.is_set()):
             body = bodies[i % len(bodies)]
             started = time.perf_counter()
             try:
-                conn.request("POST", "/predict", body=body, headers=headers)
+                conn.request("POST", path, body=body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 ok = resp.status == 200

@@ -1,4 +1,11 @@
-"""Grad-CAM (Selvaraju et al. 2017) on a Keras model's last convolution block. Imports TensorFlow."""
+"""Grad-CAM on a Keras model's last convolution block, with HiResCAM's weighting. Imports TensorFlow.
+
+Grad-CAM (Selvaraju et al. 2017) weights each channel of the block by its spatially averaged gradient.
+AlexNet's head is fully connected, so every position has its own weights and that average blurs them away:
+in the deletion check (`python -m training deletion`) such maps did no better than random pixels. HiResCAM
+(Draelos & Carin 2020) multiplies gradient and activation per position instead, which is provably faithful
+for such heads; measured, it lowers the class probability about 3x more than random. Same layer, same cost.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ class GradCam:
         head = model.layers[-1]
         if not isinstance(head, keras.layers.Dense):
             raise ValueError("Grad-CAM here needs a Dense classification head")
-        # Gradients of the class logit (pre-softmax), as in the paper: softmax gradients vanish when confident.
+        # Gradients of logits (pre-softmax), as in the paper: softmax gradients vanish when confident.
         self._model = keras.Model(model.inputs, [model.get_layer(self.layer).output, head.input])
         self._kernel, self._bias = head.kernel, head.bias
         self._fn = tf.function(self._maps, autograph=False, reduce_retracing=True)
@@ -47,10 +54,13 @@ class GradCam:
             logits = tf.matmul(tf.cast(features, tf.float32), tf.cast(self._kernel, tf.float32))
             if self._bias is not None:
                 logits += tf.cast(self._bias, tf.float32)
-            score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
+            # The class logit against the probability-weighted mean of all logits (the gradient of log p_c,
+            # without softmax's saturation): a shift common to every class does not change the answer,
+            # so it must not light up the map.
+            mean = tf.reduce_sum(tf.stop_gradient(tf.nn.softmax(logits)) * logits, axis=1)
+            score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1) - mean)
         grads = tf.cast(tape.gradient(score, acts), tf.float32)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
-        return tf.nn.relu(tf.reduce_sum(weights * tf.cast(acts, tf.float32), axis=-1))
+        return tf.nn.relu(tf.reduce_sum(grads * tf.cast(acts, tf.float32), axis=-1))  # per-position weights
 
     def __call__(self, images: np.ndarray, classes: list[int]) -> list[np.ndarray]:
         """Per-pixel maps (H, W) in [0, 1] for a batch of HWC images, each for its class index."""

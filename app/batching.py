@@ -7,8 +7,8 @@ so a prediction waits behind at most one of those.
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import queue
 import threading
 import time

@@ -14,10 +14,10 @@ from flask import Flask, current_app
 
 import model_store
 import runtimes
-from explain.occlusion import IMAGES_PER_EXPLANATION
 from app import metrics
 from app.batching import HIGH, Batcher, OverloadedError
 from app.predictor import ModelLoadError, Predictor, load_predictor
+from explain.occlusion import IMAGES_PER_EXPLANATION
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,8 @@ SCHEMAS = {
             "overlay_png": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}}},
     "V2InferResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
         "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
-        "parameters": {"type": "object"}, "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
+        "parameters": {"type": "object"},
+        "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
 }
 
 OBJ = {"type": "object"}

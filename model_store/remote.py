@@ -12,7 +12,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from model_store.layout import METADATA_FILE, MODEL_FILE, MODEL_NAME, REPORT_FILE, list_versions, publish, staging_dir, version_dir
+from model_store.layout import (
+    METADATA_FILE,
+    MODEL_FILE,
+    MODEL_NAME,
+    REPORT_FILE,
+    list_versions,
+    publish,
+    staging_dir,
+    version_dir,
+)
 
 # Uploaded in this order: metadata.json last, so its presence marks a complete version.
 FILES = (MODEL_FILE, "history.csv", "curves.png", REPORT_FILE, METADATA_FILE)

@@ -191,7 +191,8 @@ def test_v2_explain(client, sample_jpeg):
     assert resp.json["id"] == "x1" and resp.json["parameters"]["method"] == "occlusion"
     assert out["probabilities"]["shape"] == [1, 2] and out["heatmap"]["shape"] == [explain.GRID, explain.GRID]
     assert len(out["heatmap"]["data"]) == explain.GRID ** 2
-    for body in ({"inputs": [tensor], "parameters": {"method": "x"}}, {"inputs": [tensor], "parameters": {"method": None}}, {"inputs": [tensor], "outputs": []},
+    for body in ({"inputs": [tensor], "parameters": {"method": "x"}},
+                 {"inputs": [tensor], "parameters": {"method": None}}, {"inputs": [tensor], "outputs": []},
                  {"inputs": [dict(tensor, shape=[2], data=tensor["data"] * 2)]}, {"inputs": []}):
         bad = client.post("/v2/models/alexnet/explain", json=body)
         assert bad.status_code == 400 and bad.json["error"], body

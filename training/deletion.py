@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
             drops[method]["heatmap"].extend((own - guided_p).tolist())
             drops[method]["random"].extend((own - random_p).tolist())
         log.info("%d/%d photos (%.0f s)", min(i + args.batch_size, len(images)), len(images), time.time() - started)
+    methods = {m: {"mean_drop_heatmap": float(np.mean(d["heatmap"])), "mean_drop_random": float(np.mean(d["random"])),
+                   "heatmap_beats_random": float(np.mean(np.array(d["heatmap"]) > np.array(d["random"])))}
+               for m, d in drops.items()}
     result = {"model_version": version, "runtime": name, "photos": len(images), "fraction": args.fraction,
-              "data_dir": str(data_dir), "methods": {
-                  m: {"mean_drop_heatmap": float(np.mean(d["heatmap"])), "mean_drop_random": float(np.mean(d["random"])),
-                      "heatmap_beats_random": float(np.mean(np.array(d["heatmap"]) > np.array(d["random"])))}
-                  for m, d in drops.items()}}
+              "data_dir": str(data_dir), "methods": methods}
     for m, r in result["methods"].items():
         print(f"{m}: greying the top {args.fraction:.0%} lowers p(predicted class) by {r['mean_drop_heatmap']:.4f} "
               f"on average, {args.fraction:.0%} at random by {r['mean_drop_random']:.4f} "

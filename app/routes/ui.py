@@ -32,7 +32,9 @@ def index():
     """The upload form."""
     p = get_service().predictor
     display = p.display_names if p else {}
-    report = url_for("report.report", name=model_store.MODEL_NAME, version=p.version) if p and report_exists(p.version) else None
+    report = None
+    if p and report_exists(p.version):
+        report = url_for("report.report", name=model_store.MODEL_NAME, version=p.version)
     return render_template("index.html", labels=list(display.values()), display=display,
                            version=p.version if p else None, runtime=p.runtime_name if p else None, report=report)
 

@@ -6,11 +6,11 @@ import json
 
 from flask import Blueprint, Response, jsonify, request
 
-from app import v2_binary
 import explain
+from app import v2_binary
 from app.classify import check_model, classify
-from app.explain import explain_image
 from app.errors import ApiError
+from app.explain import explain_image
 from app.inputs import b64decode, check_count, decode_all, json_object
 from app.model_service import get_service
 from model_store import MODEL_NAME

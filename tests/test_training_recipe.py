@@ -134,7 +134,7 @@ def test_interrupted_run_resumes_to_one_version(tmp_path, two_folders, tiny_data
     monkeypatch.setattr(resume.SaveState, "on_epoch_end", original)
     restored = []
     real_restore = resume.restore
-    monkeypatch.setattr(resume, "restore", lambda m, f, s: (real_restore(m, f, s),
+    monkeypatch.setattr(resume, "restore", lambda m, f, s, **kw: (real_restore(m, f, s, **kw),
                                                             restored.append(int(m.optimizer.iterations.numpy()))))
     assert main([*argv, "--resume"]) == 0
     # The optimizer (so the LR schedule position too) continues where the interrupted run stopped.

@@ -30,11 +30,30 @@ CALIBRATION_IMAGES = 300
 IR_PREFIX = "openvino-"
 
 
+def float32_copy(model):
+    """The same network and weights computing in float32, on one replica (a model trained in mixed
+    precision would otherwise convert with bfloat16 ops NNCF cannot quantize, and serve slowly on CPUs
+    without bf16)."""
+    if all(layer.dtype_policy.name == "float32" and not getattr(layer, "synchronized", False)
+           for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer":
+            layer["config"]["dtype"] = "float32"
+        if "synchronized" in layer["config"]:
+            layer["config"]["synchronized"] = False
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def convert(model) -> ov.Model:
     """An OpenVINO model of a Keras AlexNet that takes uint8 NHWC (the cast to float runs inside the graph)."""
     import openvino as ov
     import tensorflow as tf
 
+    model = float32_copy(model)
     shape = [None, model_store.IMAGE_SIZE[1], model_store.IMAGE_SIZE[0], 3]
     fn = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False), autograph=False)
     ov_model = ov.convert_model(fn.get_concrete_function(tf.TensorSpec(shape, tf.uint8)))
@@ -79,7 +98,7 @@ def write_irs(folder: Path, keras_model, calibration: np.ndarray, val_images: np
 
     found = {
         "tensorflow": {"files": [model_store.MODEL_FILE], "library": f"tensorflow {tf.__version__}",
-                       "runtime": KerasRuntime(keras_model)},
+                       "runtime": KerasRuntime(float32_copy(keras_model))},
         "openvino": {"files": [f"{subdir}/alexnet_fp32.xml", f"{subdir}/alexnet_fp32.bin"],
                      "library": f"openvino {ov.get_version()}"},
         "openvino-int8": {"files": [f"{subdir}/alexnet_int8.xml", f"{subdir}/alexnet_int8.bin"],
@@ -106,7 +125,7 @@ def export_version(vdir: Path, calibration: np.ndarray, val_images: np.ndarray, 
     """Export a published version in place (atomically, see the module docstring); returns its new metadata."""
     import keras
 
-    model = keras.models.load_model(vdir / model_store.MODEL_FILE, compile=False)
+    model = float32_copy(keras.models.load_model(vdir / model_store.MODEL_FILE, compile=False))
     old = sorted(p for p in vdir.glob(f"{IR_PREFIX}*") if p.is_dir())
     number = 1 + max((int(p.name[len(IR_PREFIX):]) for p in old if p.name[len(IR_PREFIX):].isdigit()), default=0)
     subdir = f"{IR_PREFIX}{number}"

@@ -7,40 +7,44 @@ from keras import layers
 
 
 def _conv_block(x, filters: int, kernel: int, strides: int = 1, padding: str = "same", name: str = "",
-                bn_momentum: float = 0.99):
+                bn_momentum: float = 0.99, sync_bn: bool = False):
     # BN before the activation keeps every layer's input centred; bias is redundant under BN.
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, synchronized=sync_bn, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _dense_block(x, units: int, dropout: float, name: str, bn_momentum: float = 0.99):
+def _dense_block(x, units: int, dropout: float, name: str, bn_momentum: float = 0.99, sync_bn: bool = False):
     x = layers.Dense(units, use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, synchronized=sync_bn, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     return layers.Dropout(dropout, name=f"{name}_dropout")(x)
 
 
 def build_alexnet(
     input_shape: tuple[int, int, int] = (227, 227, 3), num_classes: int = 2, dropout: float = 0.5,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = 0.99, sync_bn: bool = False,
 ) -> keras.Model:
-    """AlexNet: 5 conv (96/11s4, 256/5, 384/3, 384/3, 256/3), 3 max-pools, dense 4096-4096, softmax."""
+    """AlexNet: 5 conv (96/11s4, 256/5, 384/3, 384/3, 256/3), 3 max-pools, dense 4096-4096, softmax.
+
+    sync_bn: BatchNorm statistics over the global batch of all replicas (multi-worker training), so
+    every worker's moving averages stay equal and match what one machine would compute.
+    """
     inputs = keras.Input(shape=input_shape, name="image")
     # Inputs are 0-255 RGB from model_store.preprocess_image; scaling lives in the model so
     # training and serving cannot disagree about it.
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
-    x = _conv_block(x, 96, 11, strides=4, padding="valid", name="conv1", bn_momentum=bn_momentum)
+    x = _conv_block(x, 96, 11, strides=4, padding="valid", name="conv1", bn_momentum=bn_momentum, sync_bn=sync_bn)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
-    x = _conv_block(x, 256, 5, name="conv2", bn_momentum=bn_momentum)
+    x = _conv_block(x, 256, 5, name="conv2", bn_momentum=bn_momentum, sync_bn=sync_bn)
     x = layers.MaxPooling2D(3, strides=2, name="pool2")(x)
-    x = _conv_block(x, 384, 3, name="conv3", bn_momentum=bn_momentum)
-    x = _conv_block(x, 384, 3, name="conv4", bn_momentum=bn_momentum)
-    x = _conv_block(x, 256, 3, name="conv5", bn_momentum=bn_momentum)
+    x = _conv_block(x, 384, 3, name="conv3", bn_momentum=bn_momentum, sync_bn=sync_bn)
+    x = _conv_block(x, 384, 3, name="conv4", bn_momentum=bn_momentum, sync_bn=sync_bn)
+    x = _conv_block(x, 256, 3, name="conv5", bn_momentum=bn_momentum, sync_bn=sync_bn)
     x = layers.MaxPooling2D(3, strides=2, name="pool3")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = _dense_block(x, 4096, dropout, name="fc6", bn_momentum=bn_momentum)
-    x = _dense_block(x, 4096, dropout, name="fc7", bn_momentum=bn_momentum)
+    x = _dense_block(x, 4096, dropout, name="fc6", bn_momentum=bn_momentum, sync_bn=sync_bn)
+    x = _dense_block(x, 4096, dropout, name="fc7", bn_momentum=bn_momentum, sync_bn=sync_bn)
     # float32 output even under mixed precision, so softmax probabilities stay accurate.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="alexnet")

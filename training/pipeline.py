@@ -49,6 +49,14 @@ class EpochBatches:
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.seed, self.augment, self.min_scale = seed, augment, min_scale
         self.epoch = 0  # the next epoch to yield; set it to resume mid-run with the same data order
+        self.shard_index, self.shard_count = 0, 1
+
+    def shard(self, index: int, count: int) -> EpochBatches:
+        """This source for one of `count` workers: its slice of every global batch (same order, same
+        augmentation as unsharded, so the workers together see exactly what one machine would)."""
+        copy = EpochBatches(self.images, self.labels, self.batch_size, self.seed, self.augment, self.min_scale)
+        copy.epoch, copy.shard_index, copy.shard_count = self.epoch, index, count
+        return copy
 
     def steps(self) -> int:
         """Full batches per epoch (the last partial one is dropped)."""
@@ -63,7 +71,8 @@ class EpochBatches:
             # Sorted indices read the memmap front to back; order inside a batch does not matter.
             idx = np.sort(order[step * bs:(step + 1) * bs])
             boxes, jitter = augment_params(rng, len(idx), self.min_scale)
-            yield self.images[idx], boxes, jitter, self.labels[idx]
+            part = slice(self.shard_index, None, self.shard_count)
+            yield self.images[idx[part]], boxes[part], jitter[part], self.labels[idx[part]]
 
 
 def train_dataset(
@@ -73,7 +82,12 @@ def train_dataset(
     """Shuffled, augmented, one-hot float32 batches; epoch k is the same whether run straight or resumed."""
     source = EpochBatches(images, labels, batch_size, seed, augment=True, min_scale=min_scale)
     source.epoch = start_epoch
-    h, w, c = images.shape[1:]
+    return train_dataset_from(source, num_classes)
+
+
+def train_dataset_from(source: EpochBatches, num_classes: int) -> tf.data.Dataset:
+    """The augmented dataset of an EpochBatches source (possibly one worker's shard)."""
+    h, w, c = source.images.shape[1:]
     ds = tf.data.Dataset.from_generator(source, output_signature=(
         tf.TensorSpec((None, h, w, c), tf.uint8), tf.TensorSpec((None, 4), tf.float32),
         tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.int32)))

@@ -116,8 +116,11 @@ def pick(choice: str, strategy: tf.distribute.Strategy, train_ds: tf.data.Datase
     """The mode to train in (raced when choice is 'auto') and the bare step img/s of each mode raced."""
     x, y = next(iter(train_ds))
     build = lambda: build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes)  # noqa: E731
-    if strategy.num_replicas_in_sync > 1 or tf.config.list_physical_devices("GPU"):
+    if tf.config.list_physical_devices("GPU"):
         return Mode("mixed_float16", "mixed_float16", False), {}
+    if strategy.num_replicas_in_sync > 1:
+        # Workers racing on their own could pick different modes: all train in the one asked for.
+        return mode("float32" if choice == "auto" else choice), {}
     names = candidates() if choice == "auto" else [choice]
     chosen, speeds = choose(build, x.numpy(), y.numpy(), names)
     table = ", ".join(f"{k} {v:.1f} img/s" for k, v in speeds.items())

@@ -34,12 +34,12 @@ def load_state(folder: Path) -> dict | None:
     return state if (folder / WEIGHTS_FILE).is_file() else None
 
 
-def restore(model: keras.Model, folder: Path, state: dict) -> None:
-    """Load weights and optimizer state; trim the history CSV to the epochs the state covers."""
+def restore(model: keras.Model, folder: Path, state: dict, writer: bool = True) -> None:
+    """Load weights and optimizer state; the writer trims the history CSV to the epochs the state covers."""
     model.optimizer.build(model.trainable_variables)  # its variables must exist before loading into them
     model.load_weights(folder / WEIGHTS_FILE)
     history = folder / "history.csv"
-    if history.is_file():
+    if writer and history.is_file():
         with open(history, newline="") as fh:
             rows = list(csv.reader(fh))
         with open(history, "w", newline="") as fh:
@@ -70,9 +70,14 @@ class SaveState(keras.callbacks.Callback):
             self.checkpoint.best = self.state["best"]
 
     def on_epoch_end(self, epoch, logs=None):
-        tmp = self.folder / f"tmp.{WEIGHTS_FILE}"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.folder / WEIGHTS_FILE)
-        state = {"epoch": epoch + 1, "best": self.checkpoint.best, "wait": self.stopping.wait}
-        (self.folder / f"tmp.{STATE_FILE}").write_text(json.dumps(state))
-        os.replace(self.folder / f"tmp.{STATE_FILE}", self.folder / STATE_FILE)
+        save_state(self.folder, self.model, {"epoch": epoch + 1, "best": self.checkpoint.best,
+                                             "wait": self.stopping.wait})
+
+
+def save_state(folder: Path, model: keras.Model, state: dict) -> None:
+    """Atomically save weights + optimizer, then the state naming the epochs they cover."""
+    tmp = folder / f"tmp.{WEIGHTS_FILE}"
+    model.save_weights(tmp)
+    os.replace(tmp, folder / WEIGHTS_FILE)
+    (folder / f"tmp.{STATE_FILE}").write_text(json.dumps(state))
+    os.replace(folder / f"tmp.{STATE_FILE}", folder / STATE_FILE)

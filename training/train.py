@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import logging
-import platform
 import resource
 import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
-import numpy as np
-import PIL
 import tensorflow as tf
 
 import model_store
-import runtimes
-from training import cache, data, pipeline, plots, precision, resume
+from training import cache, data, distributed, finish, loop, pipeline, plots, precision, resume
 from training.model import build_alexnet
 
 log = logging.getLogger(__name__)
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """All GPUs with mixed precision when there are any; the default strategy on CPU."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return tf.distribute.get_strategy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    log.info("training on %d GPU(s) with mixed precision", len(gpus))
-    return tf.distribute.MirroredStrategy()
 
 
 def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
@@ -77,83 +61,105 @@ def _best_epoch(history_path: Path) -> dict:
             "best_val_accuracy": float(best["val_accuracy"]), "best_val_loss": float(best["val_loss"])}
 
 
-def _run_settings(args: argparse.Namespace) -> dict:
+def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
     keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay",
             "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
-    return {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
+    settings = {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
+    if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
+        settings["replicas"] = replicas
+    return settings
+
+
+def _agree(strategy: tf.distribute.Strategy, first_epoch: int) -> None:
+    """Every worker must start at the same epoch (a worker that cannot see the run folder would not)."""
+    # ReduceOp has no MIN/MAX; all values are equal iff n * sum(v^2) == sum(v)^2 (Cauchy-Schwarz).
+    value = tf.constant([first_epoch, first_epoch ** 2], tf.int64)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(value)), axis=None)
+    n, (s1, s2) = strategy.num_replicas_in_sync, (int(v) for v in total.numpy())
+    if n * s2 != s1 * s1:
+        raise SystemExit(f"this worker would resume at epoch {first_epoch}, others elsewhere: with --resume "
+                         "every worker needs the chief's run folder (put --model-store on storage they all mount)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train (resumably), checkpoint the best epoch, then atomically publish it as a new version."""
     wall_start = time.time()
     keras.utils.set_random_seed(args.seed)
-    strategy = distribution_strategy()
+    strategy_name = distributed.resolve(args.strategy)
+    strategy = distributed.strategy_for(strategy_name)
+    multi = strategy_name == "multi-worker"
+    chief = distributed.is_chief() if multi else True
     train_set, val_set = _load_data(args)
     num_classes = len(train_set.class_names)
     batch = args.batch_size * strategy.num_replicas_in_sync
     # A gs:// store: train into a local store under the cache (so --resume finds it), upload, remove it.
     remote = model_store.is_remote(args.model_store)
     local_store = str(cache.default_cache_dir() / "train-store") if remote else args.model_store
-    folder = resume.run_dir(local_store, _run_settings(args))
+    folder = resume.run_dir(local_store, _run_settings(args, strategy.num_replicas_in_sync))
     state = resume.load_state(folder) if args.resume else None
     if args.resume and state is None:
         print(f"nothing to resume in {folder}; starting a fresh run", flush=True)
-    if state is None:
+    if state is None and chief:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
     first_epoch = state["epoch"] if state else 0
-    train_ds = pipeline.train_dataset(train_set.images, train_set.labels, num_classes, batch, args.seed,
-                                      start_epoch=first_epoch, min_scale=args.crop_scale)
+    if multi:
+        _agree(strategy, first_epoch)
+    source = pipeline.EpochBatches(train_set.images, train_set.labels, batch, args.seed, augment=True,
+                                   min_scale=args.crop_scale)
+    source.epoch = first_epoch
     val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
-    steps = max(1, len(train_set.images) // batch)
+    steps = source.steps()
     mode, speeds = precision.pick(args.precision, strategy, pipeline.train_dataset(
         train_set.images, train_set.labels, num_classes, batch, args.seed), num_classes)
 
     keras.mixed_precision.set_global_policy(mode.policy)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
     with strategy.scope():
         model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
-                              bn_momentum=args.bn_momentum)
-        model.compile(
-            optimizer=_optimizer(args, steps),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
-            metrics=["accuracy"],
-            jit_compile=mode.jit,
-        )
-    if state:
-        resume.restore(model, folder, state)
+                              bn_momentum=args.bn_momentum, sync_bn=multi)
+        model.compile(optimizer=_optimizer(args, steps), loss=loss, metrics=["accuracy"],
+                      jit_compile=mode.jit and not multi)
+        if state:  # optimizer variables are created here: inside the scope, as the strategy's own
+            resume.restore(model, folder, state, writer=chief)
     best_weights = folder / "best.weights.h5"
-    checkpoint = keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max",
-                                                 save_best_only=True, save_weights_only=True)
-    stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience,
-                                             restore_best_weights=True)
-    speed = precision.EpochSpeed(steps * batch)
-    callbacks = [checkpoint, stopping, keras.callbacks.CSVLogger(folder / "history.csv", append=bool(state)),
-                 speed, resume.SaveState(folder, checkpoint, stopping, state)]
     started = time.time()
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=first_epoch,
-                  callbacks=callbacks, verbose=args.verbose)
+        if multi:
+            train_img_s = loop.fit(strategy, model, loss, source, val_ds, num_classes, args.epochs, first_epoch,
+                                   folder, chief, args.patience, state)
+        else:
+            train_img_s = _fit(args, model, pipeline.train_dataset_from(source, num_classes), val_ds, folder,
+                               state, first_epoch, steps * batch)
     except BaseException:
         print(f"training interrupted; continue it with the same command plus --resume ({folder})", flush=True)
         raise
     seconds = time.time() - started
-    model.load_weights(best_weights)  # EarlyStopping only restores when it stops early
+    if not chief:
+        print("worker done: the chief publishes the version", flush=True)
+        return 0
+    # What is saved, exported and served: float32 (a bf16 model serves slowly on CPUs without bf16 and
+    # cannot be quantized) on one replica (no mirrored variables, no synchronized BatchNorm).
+    keras.mixed_precision.set_global_policy("float32")
+    model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
+                          bn_momentum=args.bn_momentum)
+    model.load_weights(best_weights)  # the best epoch, not the last
     best_weights.unlink()
     resume.clear(folder)
     model.save(folder / model_store.MODEL_FILE, include_optimizer=False)
     summary = _best_epoch(folder / "history.csv")
     plots.training_curves(folder / "history.csv", folder / "curves.png")
     bare = speeds.get(mode.name)
-    summary["speed"] = {"precision": mode.name, "bare_step_img_s": speeds,
-                        "train_img_s": speed.steady(),
-                        "pipeline_ratio": round(speed.steady() / bare, 3) if bare and speed.steady() else None,
+    summary["speed"] = {"precision": mode.name, "strategy": strategy_name, "bare_step_img_s": speeds,
+                        "train_img_s": train_img_s,
+                        "pipeline_ratio": round(train_img_s / bare, 3) if bare and train_img_s else None,
                         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                         "wall_seconds": round(time.time() - wall_start, 1)}
-    meta = _metadata(args, train_set, val_set, summary, seconds, strategy)
+    meta = finish.metadata(args, train_set, val_set, summary, seconds, strategy)
     if not args.no_export:
-        meta["runtimes"] = _export(folder, model, train_set, val_set, args.seed)
+        meta["runtimes"] = finish.export(folder, model, train_set, val_set, args.seed)
     if not args.no_report:
-        _report(folder, model, meta, val_set, args.val_dir or "the held-out split")
+        finish.report(folder, model, meta, val_set, args.val_dir or "the held-out split")
     (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     version = model_store.publish(local_store, folder)
     where = model_store.version_dir(local_store, version)
@@ -171,65 +177,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set: data.ImageSet, seed: int) -> dict:
-    """OpenVINO float32 + int8 models in the version folder, with each runtime's validation accuracy."""
-    from training import export
-
-    if not runtimes.installed("openvino") or importlib.util.find_spec("nncf") is None:
-        log.warning("openvino/nncf not installed: version has alexnet.h5 only (serving needs TensorFlow)")
-        return {}
-    rng = np.random.default_rng(seed)
-    picks = np.sort(rng.choice(len(train_set.images), min(export.CALIBRATION_IMAGES, len(train_set.images)), False))
-    found = export.write_irs(folder, model, np.asarray(train_set.images[picks]), val_set.images, val_set.labels)
-    print(f"runtimes' validation accuracy: {export.summary(found)}", flush=True)
-    return found
-
-
-def _report(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, source: str) -> None:
-    """report.html in the version folder, published with it."""
-    from training import report
-
-    started = time.time()
-    report.write(folder, report.build(model, meta, None, val_set, folder / "history.csv", str(source)))
-    print(f"wrote the model report ({time.time() - started:.0f} s)", flush=True)
-
-
-def _display_names(class_names: list[str], given: list[str]) -> dict[str, str]:
-    """Labels for people: derived from the folder names ('dogs' -> 'dog'), overridden by --display-name."""
-    names = model_store.display_names({"class_names": class_names})
-    for item in given:
-        folder, sep, label = item.partition("=")
-        if not sep or folder not in names or not label.strip():
-            raise SystemExit(f"--display-name {item!r}: use FOLDER=LABEL with FOLDER one of {', '.join(names)}")
-        names[folder] = label.strip()
-    return names
-
-
-def _metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) -> dict:
-    return {
-        "model_name": model_store.MODEL_NAME,
-        "class_names": train_set.class_names,
-        "display_names": _display_names(train_set.class_names, args.display_name or []),
-        "input_size": list(model_store.IMAGE_SIZE),
-        "input_shape": [model_store.IMAGE_SIZE[1], model_store.IMAGE_SIZE[0], 3],
-        "preprocessing": model_store.PREPROCESSING_SPEC,
-        **summary,
-        "dataset": {
-            "train_dirs": [str(d) for d in args.data_dir], "val_dir": str(args.val_dir) if args.val_dir else None,
-            "val_split": None if args.val_dir else args.val_split,
-            "train_counts": train_set.counts(), "val_counts": val_set.counts(),
-            "skipped_unreadable": len(train_set.skipped) + len(val_set.skipped),
-        },
-        "hyperparameters": {k: getattr(args, k) for k in (
-            "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",
-            "dropout", "bn_momentum", "patience", "seed", "precision", "crop_scale")},
-        "training_seconds": round(seconds, 1),
-        "seconds_per_epoch": round(seconds / max(1, summary["epochs_run"]), 1),
-        "replicas": strategy.num_replicas_in_sync,
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+def _fit(args: argparse.Namespace, model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
+         folder: Path, state: dict | None, first_epoch: int, images_per_epoch: int) -> float | None:
+    """Keras fit with the best-epoch checkpoint, early stopping and the resume state; steady img/s."""
+    checkpoint = keras.callbacks.ModelCheckpoint(folder / "best.weights.h5", monitor="val_accuracy", mode="max",
+                                                 save_best_only=True, save_weights_only=True)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience,
+                                             restore_best_weights=True)
+    speed = precision.EpochSpeed(images_per_epoch)
+    callbacks = [checkpoint, stopping, keras.callbacks.CSVLogger(folder / "history.csv", append=bool(state)),
+                 speed, resume.SaveState(folder, checkpoint, stopping, state)]
+    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=first_epoch,
+              callbacks=callbacks, verbose=args.verbose)
+    return speed.steady()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -256,6 +216,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--precision", default="auto", choices=("auto", *precision.MODES),
                         help="CPU precision mode; auto races them briefly and trains in the fastest")
+    parser.add_argument("--strategy", default="auto", choices=distributed.CHOICES,
+                        help="auto: multi-worker when TF_CONFIG names several workers, else all GPUs, else one CPU")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run of the same settings from its last finished epoch")
     parser.add_argument("--cache-dir", help="decoded-image cache (default: ~/.cache/alexnet-service)")

@@ -1,0 +1,82 @@
+"""The end of a training run: OpenVINO export, model report, display names and metadata.json."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import PIL
+import tensorflow as tf
+
+import model_store
+import runtimes
+from training import data
+
+log = logging.getLogger(__name__)
+
+
+def export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set: data.ImageSet, seed: int) -> dict:
+    """OpenVINO float32 + int8 models in the version folder, with each runtime's validation accuracy."""
+    from training import export
+
+    if not runtimes.installed("openvino") or importlib.util.find_spec("nncf") is None:
+        log.warning("openvino/nncf not installed: version has alexnet.h5 only (serving needs TensorFlow)")
+        return {}
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(len(train_set.images), min(export.CALIBRATION_IMAGES, len(train_set.images)), False))
+    found = export.write_irs(folder, model, np.asarray(train_set.images[picks]), val_set.images, val_set.labels)
+    print(f"runtimes' validation accuracy: {export.summary(found)}", flush=True)
+    return found
+
+
+def report(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, source: str) -> None:
+    """report.html in the version folder, published with it."""
+    from training import report
+
+    started = time.time()
+    report.write(folder, report.build(model, meta, None, val_set, folder / "history.csv", str(source)))
+    print(f"wrote the model report ({time.time() - started:.0f} s)", flush=True)
+
+
+def display_names(class_names: list[str], given: list[str]) -> dict[str, str]:
+    """Labels for people: derived from the folder names ('dogs' -> 'dog'), overridden by --display-name."""
+    names = model_store.display_names({"class_names": class_names})
+    for item in given:
+        folder, sep, label = item.partition("=")
+        if not sep or folder not in names or not label.strip():
+            raise SystemExit(f"--display-name {item!r}: use FOLDER=LABEL with FOLDER one of {', '.join(names)}")
+        names[folder] = label.strip()
+    return names
+
+
+def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) -> dict:
+    return {
+        "model_name": model_store.MODEL_NAME,
+        "class_names": train_set.class_names,
+        "display_names": display_names(train_set.class_names, args.display_name or []),
+        "input_size": list(model_store.IMAGE_SIZE),
+        "input_shape": [model_store.IMAGE_SIZE[1], model_store.IMAGE_SIZE[0], 3],
+        "preprocessing": model_store.PREPROCESSING_SPEC,
+        **summary,
+        "dataset": {
+            "train_dirs": [str(d) for d in args.data_dir], "val_dir": str(args.val_dir) if args.val_dir else None,
+            "val_split": None if args.val_dir else args.val_split,
+            "train_counts": train_set.counts(), "val_counts": val_set.counts(),
+            "skipped_unreadable": len(train_set.skipped) + len(val_set.skipped),
+        },
+        "hyperparameters": {k: getattr(args, k) for k in (
+            "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",
+            "dropout", "bn_momentum", "patience", "seed", "precision", "crop_scale")},
+        "training_seconds": round(seconds, 1),
+        "seconds_per_epoch": round(seconds / max(1, summary["epochs_run"]), 1),
+        "replicas": strategy.num_replicas_in_sync,
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

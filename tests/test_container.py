@@ -85,6 +85,17 @@ def test_image_cmd_serves_a_prediction(trained_store, tmp_path):
         log.close()
 
 
-@pytest.mark.parametrize("path", ["deploy/service.yaml", "deploy/README.md", "deploy/kubernetes.yaml"])
+def test_training_image_copies_every_package_training_imports():
+    """`python -m training` in the training image imports only what Dockerfile.train copies."""
+    copied = set(re.findall(r"^COPY (\w+)/ \1/$", (ROOT / "Dockerfile.train").read_text(), re.M))
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    imported = set()
+    for path in (ROOT / "training").glob("*.py"):
+        imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), re.M)) & packages
+    assert "training" in copied and imported - {"training"} and imported <= copied, imported - copied
+
+
+@pytest.mark.parametrize("path", ["deploy/service.yaml", "deploy/README.md", "deploy/kubernetes.yaml",
+                                  "deploy/vertex-multiworker.yaml", "deploy/tfjob.yaml"])
 def test_deploy_files_exist(path):
     assert (ROOT / path).is_file()

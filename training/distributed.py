@@ -65,3 +65,14 @@ def strategy_for(name: str) -> tf.distribute.Strategy:
         log.info("training on %d GPU(s) with mixed precision", len(gpus))
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def agree_on_epoch(strategy: tf.distribute.Strategy, first_epoch: int) -> None:
+    """Every worker must start at the same epoch (a worker that cannot see the run folder would not)."""
+    # ReduceOp has no MIN/MAX; all values are equal iff n * sum(v^2) == sum(v)^2 (Cauchy-Schwarz).
+    value = tf.constant([first_epoch, first_epoch ** 2], tf.int64)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(value)), axis=None)
+    n, (s1, s2) = strategy.num_replicas_in_sync, (int(v) for v in total.numpy())
+    if n * s2 != s1 * s1:
+        raise SystemExit(f"this worker would resume at epoch {first_epoch}, others elsewhere: with --resume "
+                         "every worker needs the chief's run folder (put --model-store on storage they all mount)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import logging
 import platform
@@ -80,3 +81,12 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
                      "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def best_epoch(history_path: Path) -> dict:
+    """Epochs run and the best epoch's validation accuracy/loss, from history.csv."""
+    with open(history_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    best = max(rows, key=lambda r: float(r["val_accuracy"]))
+    return {"epochs_run": len(rows), "best_epoch": int(best["epoch"]) + 1,
+            "best_val_accuracy": float(best["val_accuracy"]), "best_val_loss": float(best["val_loss"])}

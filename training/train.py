@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import resource
@@ -53,14 +52,6 @@ def _optimizer(args: argparse.Namespace, steps_per_epoch: int) -> keras.optimize
     return opt
 
 
-def _best_epoch(history_path: Path) -> dict:
-    with open(history_path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    best = max(rows, key=lambda r: float(r["val_accuracy"]))
-    return {"epochs_run": len(rows), "best_epoch": int(best["epoch"]) + 1,
-            "best_val_accuracy": float(best["val_accuracy"]), "best_val_loss": float(best["val_loss"])}
-
-
 def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
     keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay",
             "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
@@ -68,17 +59,6 @@ def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
     if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
         settings["replicas"] = replicas
     return settings
-
-
-def _agree(strategy: tf.distribute.Strategy, first_epoch: int) -> None:
-    """Every worker must start at the same epoch (a worker that cannot see the run folder would not)."""
-    # ReduceOp has no MIN/MAX; all values are equal iff n * sum(v^2) == sum(v)^2 (Cauchy-Schwarz).
-    value = tf.constant([first_epoch, first_epoch ** 2], tf.int64)
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(value)), axis=None)
-    n, (s1, s2) = strategy.num_replicas_in_sync, (int(v) for v in total.numpy())
-    if n * s2 != s1 * s1:
-        raise SystemExit(f"this worker would resume at epoch {first_epoch}, others elsewhere: with --resume "
-                         "every worker needs the chief's run folder (put --model-store on storage they all mount)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True)
     first_epoch = state["epoch"] if state else 0
     if multi:
-        _agree(strategy, first_epoch)
+        distributed.agree_on_epoch(strategy, first_epoch)
     source = pipeline.EpochBatches(train_set.images, train_set.labels, batch, args.seed, augment=True,
                                    min_scale=args.crop_scale)
     source.epoch = first_epoch
@@ -147,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     best_weights.unlink()
     resume.clear(folder)
     model.save(folder / model_store.MODEL_FILE, include_optimizer=False)
-    summary = _best_epoch(folder / "history.csv")
+    summary = finish.best_epoch(folder / "history.csv")
     plots.training_curves(folder / "history.csv", folder / "curves.png")
     bare = speeds.get(mode.name)
     summary["speed"] = {"precision": mode.name, "strategy": strategy_name, "bare_step_img_s": speeds,
@@ -168,9 +148,12 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(local_store, ignore_errors=True)
         where = f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}"
     sp = summary["speed"]
+    # The host's bare float32 step beside the wall time: hosts differ, and budgets scale with it.
+    f32 = f"{speeds['float32']:.1f}" if "float32" in speeds else "not measured"
     print(f"precision {sp['precision']}: training {sp['train_img_s'] or 0:.1f} img/s, bare step "
           f"{bare or 0:.1f} img/s (pipeline/bare {sp['pipeline_ratio']}); peak RSS {sp['peak_rss_mb']} MB; "
-          f"wall {sp['wall_seconds'] / 60:.1f} min")
+          f"wall {sp['wall_seconds'] / 60:.1f} min{' (this process: resumed)' if state else ''}; "
+          f"host bare float32 step {f32} img/s")
     print(f"published {where} "
           f"(best val_accuracy {summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}, "
           f"{seconds / 60:.1f} min)")

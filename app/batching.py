@@ -59,7 +59,9 @@ class Batcher:
         # an entry back; submit() enforces the limit. low_reserve: room for LOW work beyond max_queue, so
         # bounded background work never takes a prediction's place.
         self._queue: queue.PriorityQueue[tuple[int, int, _Item | None]] = queue.PriorityQueue()
-        self._limit = max_queue + low_reserve
+        self.max_queue, self._limit = max_queue, max_queue + low_reserve
+        self._waiting = {HIGH: 0, LOW: 0}  # queued images per priority (put-backs stay counted)
+        self._count_lock = threading.Lock()
         self._seq = itertools.count()
         self._on_batch = on_batch
         self.batches_run = 0
@@ -73,8 +75,16 @@ class Batcher:
 
     def submit(self, images: list[np.ndarray], priority: int = HIGH) -> list[Future]:
         """Queue images (HIGH or LOW priority); each future resolves to that image's output row."""
-        if self._queue.qsize() + len(images) > self._limit:
-            raise OverloadedError("server busy: inference queue is full")
+        with self._count_lock:
+            # Predictions get max_queue whatever LOW work waits; LOW work only fits in what is left of
+            # max_queue + low_reserve.
+            if priority == HIGH:
+                full = self._waiting[HIGH] + len(images) > self.max_queue
+            else:
+                full = self._waiting[HIGH] + self._waiting[LOW] + len(images) > self._limit
+            if full:
+                raise OverloadedError("server busy: inference queue is full")
+            self._waiting[priority] += len(images)
         items = [_Item(img, priority) for img in images]
         for item in items:
             self._queue.put_nowait((priority, next(self._seq), item))
@@ -132,6 +142,9 @@ class Batcher:
             if first is None:
                 return
             collected = self._collect(first)
+            with self._count_lock:
+                for item in collected:
+                    self._waiting[item.priority] -= 1
             self._last_batch = len(collected)
             batch = self._runnable(collected)
             if not batch:

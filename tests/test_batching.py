@@ -200,3 +200,22 @@ def test_low_reserve_keeps_room_for_predictions():
         batcher.submit([np.zeros(1)], HIGH)
     gate.set()
     batcher.close()
+
+
+def test_predictions_never_use_the_low_reserve():
+    """MAX_QUEUE bounds predictions even when no explanation waits (the reserve is LOW work's only)."""
+    from app.batching import HIGH, LOW
+
+    gate, started = threading.Event(), threading.Event()
+    batcher = Batcher(lambda x: (started.set(), gate.wait(5), x)[2], max_batch=1, max_wait_s=0, max_queue=2,
+                      low_reserve=50)
+    batcher.submit([np.zeros(1)])
+    assert started.wait(5)
+    batcher.submit([np.zeros(1)] * 2, HIGH)
+    with pytest.raises(OverloadedError):
+        batcher.submit([np.zeros(1)], HIGH)
+    batcher.submit([np.zeros(1)] * 50, LOW)  # LOW fills max_queue + reserve, no more
+    with pytest.raises(OverloadedError):
+        batcher.submit([np.zeros(1)], LOW)
+    gate.set()
+    batcher.close()

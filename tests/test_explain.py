@@ -10,7 +10,7 @@ from PIL import Image
 
 import explain
 from explain.gradcam import GradCam, target_layer
-from tests.test_bad_input import CASES
+from tests.test_bad_input import CASES, fresh
 
 REGION = (slice(20, 84), slice(140, 204))  # rows, columns the hand-built model looks at
 
@@ -159,11 +159,7 @@ def test_explain_png_format_and_other_encodings(client, sample_jpeg):
 @pytest.mark.parametrize("case", sorted(c for c in CASES if CASES[c][1] == "/predict"))
 def test_explain_bad_input_matches_predict(client, case):
     method, _, kwargs, status = CASES[case]
-    if "data" in kwargs and hasattr(kwargs["data"], "items"):  # BytesIO uploads are read once: rebuild them
-        kwargs = dict(kwargs, data={k: ([(io.BytesIO(f.getvalue()), n) for f, n in v] if isinstance(v, list) else
-                                        (io.BytesIO(v[0].getvalue()), v[1]) if isinstance(v, tuple) else v)
-                                    for k, v in kwargs["data"].items()})
-    resp = getattr(client, method)("/explain", **kwargs)
+    resp = getattr(client, method)("/explain", **fresh(kwargs))
     if case == "too many images":
         status = 400  # /explain takes one image
     assert resp.status_code == status and resp.is_json and resp.json["error"], resp.get_data(as_text=True)[:300]

@@ -34,6 +34,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY app/ app/
 COPY model_store/ model_store/
 COPY runtimes/ runtimes/
+COPY explain/ explain/
 COPY wsgi.py gunicorn.conf.py ./
 # bake/ holds only a README unless `make bake` put a model version there on purpose.
 COPY bake/ /srv/models/

@@ -186,14 +186,19 @@ def test_low_priority_work_is_bounded_per_batch_and_predictions_go_first():
     assert sorted(v for b in batches for v in b if v < 100) == list(range(10))
 
 
+def _busy_batcher(**kw) -> tuple[Batcher, threading.Event]:
+    """A batcher whose inference thread is blocked in a model call (until the gate is set): queue empty."""
+    gate, started = threading.Event(), threading.Event()
+    batcher = Batcher(lambda x: (started.set(), gate.wait(5), x)[2], max_batch=1, max_wait_s=0, **kw)
+    batcher.submit([np.zeros(1)])
+    assert started.wait(5)
+    return batcher, gate
+
+
 def test_low_reserve_keeps_room_for_predictions():
     from app.batching import HIGH, LOW
 
-    gate, started = threading.Event(), threading.Event()
-    batcher = Batcher(lambda x: (started.set(), gate.wait(5), x)[2], max_batch=1, max_wait_s=0, max_queue=2,
-                      low_reserve=3)
-    batcher.submit([np.zeros(1)])
-    assert started.wait(5)
+    batcher, gate = _busy_batcher(max_queue=2, low_reserve=3)
     batcher.submit([np.zeros(1)] * 3, LOW)
     batcher.submit([np.zeros(1)] * 2, HIGH)  # max_queue's worth of predictions still fits
     with pytest.raises(OverloadedError):
@@ -206,11 +211,7 @@ def test_predictions_never_use_the_low_reserve():
     """MAX_QUEUE bounds predictions even when no explanation waits (the reserve is LOW work's only)."""
     from app.batching import HIGH, LOW
 
-    gate, started = threading.Event(), threading.Event()
-    batcher = Batcher(lambda x: (started.set(), gate.wait(5), x)[2], max_batch=1, max_wait_s=0, max_queue=2,
-                      low_reserve=50)
-    batcher.submit([np.zeros(1)])
-    assert started.wait(5)
+    batcher, gate = _busy_batcher(max_queue=2, low_reserve=50)
     batcher.submit([np.zeros(1)] * 2, HIGH)
     with pytest.raises(OverloadedError):
         batcher.submit([np.zeros(1)], HIGH)

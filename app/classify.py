@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from flask import g
 
 from app import metrics
 from app.batching import HIGH, OverloadedError
@@ -24,7 +25,8 @@ def check_model(name: str, version: str | None = None) -> None:
 def classify(arrays: list[np.ndarray], priority: int = HIGH) -> Classified:
     """Classify preprocessed images, turning 'not ready' and overload into 503 JSON errors."""
     service = get_service()
-    if not service.ready:
+    # Draining turns away only requests that arrived after SIGTERM: an accepted one still gets its answer.
+    if not service.loaded or not g.get("arrived_before_drain", not service.draining):
         raise ApiError("model not ready", 503, {"Retry-After": "5"})
     try:
         return service.classify(arrays, client_gone_check(), priority)

@@ -10,7 +10,7 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 
 import numpy as np
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 
 import model_store
 import runtimes
@@ -176,9 +176,14 @@ class ModelService:
         return [(predictor.version, row) for row in probs]
 
     @property
+    def loaded(self) -> bool:
+        """Model loaded and warmed (it stays so while draining, to finish accepted requests)."""
+        return self.predictor is not None and self.batcher is not None
+
+    @property
     def ready(self) -> bool:
         """Model loaded and warmed, and not shutting down."""
-        return self.predictor is not None and self.batcher is not None and not self.draining
+        return self.loaded and not self.draining
 
     def classify(self, images: list[np.ndarray], client_gone: Callable[[], bool] | None = None,
                  priority: int = HIGH) -> Classified:
@@ -220,5 +225,10 @@ def init_app(app: Flask) -> None:
     """Create the service, load the model unless disabled (tests), and register it on the app."""
     service = ModelService(app.config)
     app.extensions["model_service"] = service
+
+    @app.before_request
+    def _note_arrival() -> None:
+        # Whether this request came before SIGTERM: those are finished while draining, later ones refused.
+        g.arrived_before_drain = not service.draining
     if app.config.get("LOAD_MODEL", True):
         service.start()

@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 import requests
@@ -100,6 +101,12 @@ def _metric(base: str, name: str) -> float:
     return total
 
 
+def _all_inside(base: str, done_before: float, count: int) -> bool:
+    """Every request of a burst is inside the worker: finished since done_before, or in progress."""
+    ok = 'http_requests_total{method="POST",route="/predict",status="200"}'
+    return _metric(base, "http_requests_in_progress") - 1 + _metric(base, ok) - done_before >= count
+
+
 def _burst(base, sessions, photos, pool):
     """Send every photo at once, each on its own kept-alive session; futures of (status, body)."""
     def call(i):
@@ -134,8 +141,7 @@ def test_sigterm_drains_exactly(trained_store):
             done_before = _metric(base, ok)
             futures = _burst(base, sessions, photos, pool)
             # Every request is inside the worker (finished or in progress) before the signal.
-            assert _wait_for(lambda: _metric(base, "http_requests_in_progress") - 1 + _metric(base, ok) - done_before
-                             >= len(photos), timeout=60, interval=0.005)
+            assert _wait_for(partial(_all_inside, base, done_before, len(photos)), timeout=60, interval=0.005)
             in_flight = _metric(base, "http_requests_in_progress") - 1
             if in_flight >= 1:
                 break

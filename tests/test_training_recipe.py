@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import model_store
-from training import cache, data, pipeline, precision, resume
+from training import budget, cache, data, pipeline, precision, resume
 from training.__main__ import main
 
 
@@ -146,3 +146,31 @@ def test_interrupted_run_resumes_to_one_version(tmp_path, two_folders, tiny_data
     assert not (vdir / resume.WEIGHTS_FILE).exists() and not (vdir / resume.STATE_FILE).exists()
     assert [p.name for p in (store / "alexnet").iterdir()] == ["1"]
     assert meta["speed"]["precision"] == "float32" and meta["speed"]["peak_rss_mb"] > 0
+
+
+def test_time_budget_plans_steps_once_and_resume_keeps_them(tmp_path):
+    # 2 min at 50 img/s x 0.85 = 5,100 images over 2 epochs of batch 32: 79 steps of the 500 a full epoch has.
+    assert budget.steps_per_epoch(2, 2, 32, 50.0, 500) == 5100 // 64
+    assert budget.steps_per_epoch(60, 2, 32, 50.0, 500) == 500  # never more than the data
+    assert budget.plan(tmp_path, 2, 2, 32, 50.0, 500, resuming=False) == 79
+    # A resumed run keeps its schedule even if the host now measures another speed.
+    assert budget.plan(tmp_path, 2, 2, 32, 90.0, 500, resuming=True) == 79
+    with pytest.raises(SystemExit, match="time-budget"):
+        budget.plan(tmp_path / "x", 2, 2, 32, None, 500, resuming=False)
+    # The cut epoch: that many batches, a different random subset each epoch.
+    source = pipeline.EpochBatches(np.zeros((40, 8, 8, 3), np.uint8), np.arange(40), 4, 1, augment=True)
+    source.max_steps = 3
+    first, second = [np.concatenate([b[3] for b in source()]) for _ in range(2)]
+    assert len(first) == len(second) == 12 and set(first) != set(second)  # labels here are image indices
+    assert len(pipeline.train_dataset_from(source, 2)) == 3
+
+
+def test_time_budget_cuts_the_epochs(tmp_path, two_folders, tiny_data):
+    store = tmp_path / "store"
+    assert main(["train", "--data-dir", str(two_folders[0]), "--data-dir", str(two_folders[1]),
+                 "--val-dir", str(tiny_data["val"]), "--model-store", str(store), "--epochs", "1",
+                 "--batch-size", "8", "--verbose", "0", "--precision", "float32", "--time-budget", "0.001",
+                 "--no-export", "--no-report", "--cache-dir", str(tmp_path / "c")]) == 0
+    plan = json.loads((model_store.version_dir(store, 1) / budget.BUDGET_FILE).read_text())
+    assert plan["steps_per_epoch"] == 1 < plan["full_steps"]
+    assert model_store.read_metadata(store, 1)["hyperparameters"]["time_budget"] == 0.001

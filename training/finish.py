@@ -73,7 +73,7 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
         },
         "hyperparameters": {k: getattr(args, k) for k in (
             "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",
-            "dropout", "bn_momentum", "patience", "seed", "precision", "crop_scale")},
+            "dropout", "bn_momentum", "patience", "seed", "precision", "crop_scale", "time_budget")},
         "training_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(1, summary["epochs_run"]), 1),
         "replicas": strategy.num_replicas_in_sync,

@@ -50,17 +50,20 @@ class EpochBatches:
         self.seed, self.augment, self.min_scale = seed, augment, min_scale
         self.epoch = 0  # the next epoch to yield; set it to resume mid-run with the same data order
         self.shard_index, self.shard_count = 0, 1
+        self.max_steps: int | None = None  # a time-budgeted epoch: a fresh random subset each epoch
 
     def shard(self, index: int, count: int) -> EpochBatches:
         """This source for one of `count` workers: its slice of every global batch (same order, same
         augmentation as unsharded, so the workers together see exactly what one machine would)."""
         copy = EpochBatches(self.images, self.labels, self.batch_size, self.seed, self.augment, self.min_scale)
         copy.epoch, copy.shard_index, copy.shard_count = self.epoch, index, count
+        copy.max_steps = self.max_steps
         return copy
 
     def steps(self) -> int:
-        """Full batches per epoch (the last partial one is dropped)."""
-        return max(1, len(self.images) // self.batch_size)
+        """Full batches per epoch (the last partial one is dropped), at most max_steps."""
+        full = max(1, len(self.images) // self.batch_size)
+        return min(full, self.max_steps) if self.max_steps else full
 
     def __call__(self):
         rng = np.random.default_rng([self.seed, self.epoch])

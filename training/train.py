@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 import model_store
-from training import cache, data, distributed, finish, loop, pipeline, plots, precision, resume
+from training import budget, cache, data, distributed, finish, loop, pipeline, plots, precision, resume
 from training.model import build_alexnet
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,10 @@ def _optimizer(args: argparse.Namespace, steps_per_epoch: int) -> keras.optimize
 
 def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
     keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay",
-            "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed")
+            "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed", "time_budget")
     settings = {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
+    if settings["time_budget"] is None:
+        del settings["time_budget"]  # runs begun before the flag existed keep their folder (and resume)
     if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
         settings["replicas"] = replicas
     return settings
@@ -89,9 +91,12 @@ def run(args: argparse.Namespace) -> int:
                                    min_scale=args.crop_scale)
     source.epoch = first_epoch
     val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
-    steps = source.steps()
     mode, speeds = precision.pick(args.precision, strategy, pipeline.train_dataset(
         train_set.images, train_set.labels, num_classes, batch, args.seed), num_classes)
+    if args.time_budget:
+        source.max_steps = budget.plan(folder, args.time_budget, args.epochs, batch, speeds.get(mode.name),
+                                       source.steps(), resuming=state is not None)
+    steps = source.steps()
 
     keras.mixed_precision.set_global_policy(mode.policy)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
@@ -196,6 +201,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="BatchNorm moving-average momentum (lower adapts faster in short runs)")
     parser.add_argument("--patience", type=int, default=10, help="EarlyStopping patience in epochs")
     parser.add_argument("--max-per-class", type=int, help="use at most this many training images per class")
+    parser.add_argument("--time-budget", type=float, metavar="MINUTES",
+                        help="cut each epoch to a random subset so training fits these minutes at the measured speed")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--precision", default="auto", choices=("auto", *precision.MODES),
                         help="CPU precision mode; auto races them briefly and trains in the fastest")

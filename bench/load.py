@@ -38,12 +38,14 @@ def run_level(base: str, bodies: list[bytes], clients: int, requests: int, timeo
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
     def client() -> None:
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
         while (i := next(counter)) < requests and not (stop and stop.is_set()):
-            body = bodies[i % len(bodies)]
+            # A boundary of its own per request, as curl and browsers send (see multipart.lua).
+            boundary = f"----alexnetbench{i:010d}"
+            body = bodies[i % len(bodies)].replace(BOUNDARY.encode(), boundary.encode())
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
             started = time.perf_counter()
             try:
                 conn.request("POST", path, body=body, headers=headers)

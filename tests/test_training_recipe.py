@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -148,13 +149,14 @@ def test_interrupted_run_resumes_to_one_version(tmp_path, two_folders, tiny_data
     assert meta["speed"]["precision"] == "float32" and meta["speed"]["peak_rss_mb"] > 0
 
 
-def test_time_budget_plans_steps_once_and_resume_keeps_them(tmp_path):
-    # 2 min at 50 img/s x 0.85 = 5,100 images over 2 epochs of batch 32: 79 steps of the 500 a full epoch has.
-    assert budget.steps_per_epoch(2, 2, 32, 50.0, 500) == 5100 // 64
+def test_time_budget_plans_steps_once_and_resume_keeps_them(tmp_path, monkeypatch):
+    # 2 min at 50 img/s x 0.95 = 5,700 images over 2 epochs of batch 32: 89 steps of the 500 a full epoch has.
+    monkeypatch.setattr(budget, "PIPELINE_SHARE", 0.95)
+    assert budget.steps_per_epoch(2, 2, 32, 50.0, 500) == 5700 // 64 == 89
     assert budget.steps_per_epoch(60, 2, 32, 50.0, 500) == 500  # never more than the data
-    assert budget.plan(tmp_path, 2, 2, 32, 50.0, 500, resuming=False) == 79
+    assert budget.plan(tmp_path, 2, 2, 32, 50.0, 500, resuming=False) == 89
     # A resumed run keeps its schedule even if the host now measures another speed.
-    assert budget.plan(tmp_path, 2, 2, 32, 90.0, 500, resuming=True) == 79
+    assert budget.plan(tmp_path, 2, 2, 32, 90.0, 500, resuming=True) == 89
     with pytest.raises(SystemExit, match="time-budget"):
         budget.plan(tmp_path / "x", 2, 2, 32, None, 500, resuming=False)
     # The cut epoch: that many batches, a different random subset each epoch.
@@ -174,3 +176,41 @@ def test_time_budget_cuts_the_epochs(tmp_path, two_folders, tiny_data):
     plan = json.loads((model_store.version_dir(store, 1) / budget.BUDGET_FILE).read_text())
     assert plan["steps_per_epoch"] == 1 < plan["full_steps"]
     assert model_store.read_metadata(store, 1)["hyperparameters"]["time_budget"] == 0.001
+
+
+def test_budget_schedule_is_the_cosine_schedule_until_time_runs_ahead():
+    import keras
+    import tensorflow as tf
+
+    progress = tf.Variable(0.0, trainable=False)
+    ours = budget.BudgetCosine(1e-3, 10, 100, progress)
+    keras_cosine = keras.optimizers.schedules.CosineDecay(1e-5, decay_steps=90, alpha=0.01, warmup_target=1e-3,
+                                                          warmup_steps=10)
+    for step in (0, 5, 10, 40, 99, 100):
+        assert float(ours(step)) == pytest.approx(float(keras_cosine(step)), rel=1e-4)
+    progress.assign(0.7)  # time is further along than the steps: the rate follows time
+    assert float(ours(10)) == pytest.approx(float(keras_cosine(70)), rel=1e-4)
+    progress.assign(1.0)
+    assert float(ours(10)) == pytest.approx(1e-5, rel=1e-4)
+
+
+def test_deadline_stops_a_run_that_would_overrun_its_budget(tmp_path, two_folders, tiny_data, monkeypatch):
+    # Plan as if the host were 100x faster than measured: only the deadline can keep the budget.
+    monkeypatch.setattr(budget, "PIPELINE_SHARE", 100.0)
+    seen = []
+    original = budget.Deadline.on_epoch_end
+    monkeypatch.setattr(budget.Deadline, "on_epoch_end",
+                        lambda self, epoch, logs=None: (seen.append(float(self.progress.numpy())),
+                                                        original(self, epoch, logs)))
+    store = tmp_path / "store"
+    started = time.monotonic()
+    assert main(["train", "--data-dir", str(two_folders[0]), "--data-dir", str(two_folders[1]),
+                 "--val-dir", str(tiny_data["val"]), "--model-store", str(store), "--epochs", "200",
+                 "--batch-size", "8", "--verbose", "0", "--precision", "float32", "--time-budget", "0.1",
+                 "--no-export", "--no-report", "--cache-dir", str(tmp_path / "c")]) == 0
+    plan = json.loads((model_store.version_dir(store, 1) / budget.BUDGET_FILE).read_text())
+    assert plan["deadline_hit"] and 6 <= plan["elapsed_s"] < 9
+    meta = model_store.read_metadata(store, 1)
+    assert meta["epochs_run"] < 200 and time.monotonic() - started < 60
+    # The schedule saw the whole budget spent by the end (so the rate ended at its floor) and not before.
+    assert seen[-1] == 1.0 and seen[0] < 1.0

@@ -92,17 +92,20 @@ def choose(build: Callable[[], keras.Model], x: np.ndarray, y: np.ndarray, names
 
 
 class EpochSpeed(keras.callbacks.Callback):
-    """Training img/s of each epoch, validation excluded."""
+    """Training img/s of each epoch, validation excluded (an epoch cut short counts the batches it ran)."""
 
-    def __init__(self, images_per_epoch: int):
+    def __init__(self, batch_size: int):
         super().__init__()
-        self.images_per_epoch, self.rates, self._t0 = images_per_epoch, [], 0.0
+        self.batch_size, self.rates, self._t0, self._batches = batch_size, [], 0.0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
+        self._t0, self._batches = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
 
     def on_test_begin(self, logs=None):
-        self.rates.append(self.images_per_epoch / (time.perf_counter() - self._t0))
+        self.rates.append(self._batches * self.batch_size / (time.perf_counter() - self._t0))
         log.info("epoch train speed %.1f img/s", self.rates[-1])
 
     def steady(self) -> float | None:

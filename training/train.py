@@ -39,13 +39,17 @@ def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
     return train_set, val_set
 
 
-def _optimizer(args: argparse.Namespace, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def _optimizer(args: argparse.Namespace, steps_per_epoch: int, progress: tf.Variable | None = None
+               ) -> keras.optimizers.Optimizer:
     total = max(1, args.epochs * steps_per_epoch)
     warmup = min(total // 2, max(1, round(args.warmup_epochs * steps_per_epoch)))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=args.learning_rate * 0.01, decay_steps=total - warmup, alpha=0.01,
-        warmup_target=args.learning_rate, warmup_steps=warmup,
-    )
+    if progress is not None:  # a time-budgeted run: the rate also follows the share of the budget spent
+        schedule = budget.BudgetCosine(args.learning_rate, warmup, total, progress)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=args.learning_rate * 0.01, decay_steps=total - warmup, alpha=0.01,
+            warmup_target=args.learning_rate, warmup_steps=warmup,
+        )
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
     # Decaying BatchNorm scales/offsets and biases only hurts; decay the kernels alone.
     opt.exclude_from_weight_decay(var_names=["_bn", "bias"])
@@ -97,13 +101,14 @@ def run(args: argparse.Namespace) -> int:
         source.max_steps = budget.plan(folder, args.time_budget, args.epochs, batch, speeds.get(mode.name),
                                        source.steps(), resuming=state is not None)
     steps = source.steps()
+    progress = tf.Variable(0.0, trainable=False) if args.time_budget else None
 
     keras.mixed_precision.set_global_policy(mode.policy)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
     with strategy.scope():
         model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
                               bn_momentum=args.bn_momentum, sync_bn=multi)
-        model.compile(optimizer=_optimizer(args, steps), loss=loss, metrics=["accuracy"],
+        model.compile(optimizer=_optimizer(args, steps, progress), loss=loss, metrics=["accuracy"],
                       jit_compile=mode.jit and not multi)
         if state:  # optimizer variables are created here: inside the scope, as the strategy's own
             resume.restore(model, folder, state, writer=chief)
@@ -114,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
             train_img_s = loop.fit(strategy, model, loss, source, val_ds, num_classes, args.epochs, first_epoch,
                                    folder, chief, args.patience, state)
         else:
+            deadline = budget.Deadline(folder, args.time_budget, progress, budget.spent(folder) if state else 0.0
+                                       ) if progress is not None else None
             train_img_s = _fit(args, model, pipeline.train_dataset_from(source, num_classes), val_ds, folder,
-                               state, first_epoch, steps * batch)
+                               state, first_epoch, batch, deadline)
     except BaseException:
         print(f"training interrupted; continue it with the same command plus --resume ({folder})", flush=True)
         raise
@@ -166,15 +173,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace, model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
-         folder: Path, state: dict | None, first_epoch: int, images_per_epoch: int) -> float | None:
+         folder: Path, state: dict | None, first_epoch: int, batch_size: int,
+         deadline: keras.callbacks.Callback | None = None) -> float | None:
     """Keras fit with the best-epoch checkpoint, early stopping and the resume state; steady img/s."""
     checkpoint = keras.callbacks.ModelCheckpoint(folder / "best.weights.h5", monitor="val_accuracy", mode="max",
                                                  save_best_only=True, save_weights_only=True)
     stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience,
                                              restore_best_weights=True)
-    speed = precision.EpochSpeed(images_per_epoch)
+    speed = precision.EpochSpeed(batch_size)
     callbacks = [checkpoint, stopping, keras.callbacks.CSVLogger(folder / "history.csv", append=bool(state)),
-                 speed, resume.SaveState(folder, checkpoint, stopping, state)]
+                 speed, *([deadline] if deadline else []), resume.SaveState(folder, checkpoint, stopping, state)]
     model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=first_epoch,
               callbacks=callbacks, verbose=args.verbose)
     return speed.steady()

@@ -82,17 +82,25 @@ class BudgetCosine(keras.optimizers.schedules.LearningRateSchedule):
                 "floor": self.floor}
 
 
-class Deadline(keras.callbacks.Callback):
-    """Ends training once the budget is spent, keeping one validation pass in hand, and tells the LR
-    schedule how much of it is gone; the spent seconds are saved at each epoch end for --resume."""
+# Seconds kept back besides the last validation pass: the best-epoch checkpoint and CSV writes after it.
+RESERVE_S = 10.0
 
-    def __init__(self, folder: Path, minutes: float, progress: tf.Variable, already_spent: float = 0.0):
+
+class Deadline(keras.callbacks.Callback):
+    """Ends training once the budget is spent, keeping the last validation pass and the checkpoint in hand,
+    and tells the LR schedule how much of it is gone; the spent seconds are saved at each epoch end for
+    --resume. The clock starts at `clock_start` (time.monotonic(), before fit sets up) when given."""
+
+    def __init__(self, folder: Path, minutes: float, progress: tf.Variable, already_spent: float = 0.0,
+                 clock_start: float | None = None):
         super().__init__()
         self.folder, self.budget_s, self.progress = folder, minutes * 60, progress
         self.elapsed, self.val_seconds, self.hit = already_spent, 0.0, False
+        self._clock_start = clock_start
 
     def on_train_begin(self, logs=None):
-        self._t0 = time.monotonic() - self.elapsed
+        start = self._clock_start if self._clock_start is not None else time.monotonic()
+        self._t0 = start - self.elapsed
 
     def on_test_begin(self, logs=None):
         self._val_t0 = time.monotonic()
@@ -102,7 +110,7 @@ class Deadline(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.elapsed = time.monotonic() - self._t0
-        usable = max(1.0, self.budget_s - self.val_seconds)
+        usable = max(1.0, self.budget_s - 1.5 * self.val_seconds - RESERVE_S)
         self.progress.assign(min(1.0, self.elapsed / usable))
         if self.elapsed >= usable and not self.hit:
             self.hit = True

@@ -113,14 +113,14 @@ def run(args: argparse.Namespace) -> int:
         if state:  # optimizer variables are created here: inside the scope, as the strategy's own
             resume.restore(model, folder, state, writer=chief)
     best_weights = folder / "best.weights.h5"
-    started = time.time()
+    started, clock = time.time(), time.monotonic()
     try:
         if multi:
             train_img_s = loop.fit(strategy, model, loss, source, val_ds, num_classes, args.epochs, first_epoch,
                                    folder, chief, args.patience, state)
         else:
-            deadline = budget.Deadline(folder, args.time_budget, progress, budget.spent(folder) if state else 0.0
-                                       ) if progress is not None else None
+            deadline = budget.Deadline(folder, args.time_budget, progress, budget.spent(folder) if state else 0.0,
+                                       clock_start=clock) if progress is not None else None
             train_img_s = _fit(args, model, pipeline.train_dataset_from(source, num_classes), val_ds, folder,
                                state, first_epoch, batch, deadline)
     except BaseException:

@@ -184,10 +184,12 @@ def test_budget_schedule_is_the_cosine_schedule_until_time_runs_ahead():
 
     progress = tf.Variable(0.0, trainable=False)
     ours = budget.BudgetCosine(1e-3, 10, 100, progress)
+    by_steps = budget.BudgetCosine(1e-3, 10, 100)  # what a run without a time budget uses
     keras_cosine = keras.optimizers.schedules.CosineDecay(1e-5, decay_steps=90, alpha=0.01, warmup_target=1e-3,
                                                           warmup_steps=10)
-    for step in (0, 5, 10, 40, 99, 100):
+    for step in (0, 5, 10, 40, 99, 100, 150):
         assert float(ours(step)) == pytest.approx(float(keras_cosine(step)), rel=1e-4)
+        assert float(by_steps(step)) == pytest.approx(float(keras_cosine(step)), rel=1e-4)
     progress.assign(0.7)  # time is further along than the steps: the rate follows time
     assert float(ours(10)) == pytest.approx(float(keras_cosine(70)), rel=1e-4)
     progress.assign(1.0)

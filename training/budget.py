@@ -61,16 +61,20 @@ def spent(folder: Path) -> float:
 
 @keras.saving.register_keras_serializable(package="alexnet")
 class BudgetCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 1% of `peak`, then cosine decay to 1%, over the run's progress: the larger of
-    step / total_steps and the share of the time budget spent (a tf.Variable the Deadline callback sets)."""
+    """Every run's schedule: linear warm-up from 1% of `peak`, then cosine decay to 1%, over the run's
+    progress: step / total_steps, or with a time budget the larger of that and the share of the budget
+    spent (`progress`, a tf.Variable the Deadline callback sets)."""
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int, progress: tf.Variable | None = None,
                  floor: float = 0.01):
         self.peak, self.warmup_steps, self.total_steps, self.floor = peak, warmup_steps, total_steps, floor
-        self.progress = progress if progress is not None else tf.Variable(0.0, trainable=False)
+        self.progress = progress
 
     def __call__(self, step):
-        p = tf.minimum(1.0, tf.maximum(tf.cast(step, tf.float32) / self.total_steps, self.progress))
+        p = tf.cast(step, tf.float32) / self.total_steps
+        if self.progress is not None:
+            p = tf.maximum(p, self.progress)
+        p = tf.minimum(1.0, p)
         w = self.warmup_steps / self.total_steps
         warm = self.floor + (1 - self.floor) * p / max(w, 1e-9)
         q = (p - w) / max(1 - w, 1e-9)

@@ -43,13 +43,8 @@ def _optimizer(args: argparse.Namespace, steps_per_epoch: int, progress: tf.Vari
                ) -> keras.optimizers.Optimizer:
     total = max(1, args.epochs * steps_per_epoch)
     warmup = min(total // 2, max(1, round(args.warmup_epochs * steps_per_epoch)))
-    if progress is not None:  # a time-budgeted run: the rate also follows the share of the budget spent
-        schedule = budget.BudgetCosine(args.learning_rate, warmup, total, progress)
-    else:
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=args.learning_rate * 0.01, decay_steps=total - warmup, alpha=0.01,
-            warmup_target=args.learning_rate, warmup_steps=warmup,
-        )
+    # A time-budgeted run passes `progress`: the rate then also follows the share of the budget spent.
+    schedule = budget.BudgetCosine(args.learning_rate, warmup, total, progress)
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay)
     # Decaying BatchNorm scales/offsets and biases only hurts; decay the kernels alone.
     opt.exclude_from_weight_decay(var_names=["_bn", "bias"])

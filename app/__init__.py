@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
-from app import config, errors, explain, metrics, model_service, security
+from app import config, errors, explain, metrics, model_service, multipart, security
 from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os
 from app.predictor import ModelLoadError
 
@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["decode_budget"] = DecodeBudget(float(app.config["DECODE_BUDGET_MEGAPIXELS"]),
                                                    float(app.config["REQUEST_TIMEOUT_SECONDS"]))
     security.init_app(app)
+    multipart.init_app(app)
     errors.init_app(app)
     metrics.init_app(app)
     model_service.init_app(app)

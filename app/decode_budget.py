@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from app import metrics
 
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
@@ -18,10 +19,12 @@ def return_big_buffers_to_the_os() -> bool:
 
     By default glibc raises the threshold after the first large free, and 16 MB Pillow blocks then come
     from per-thread heaps that are never trimmed: measured +2.2 GB RSS after 32 concurrent 39 MP uploads.
+    Pinning it also pins the trim threshold at 128 KB, so every freed ~0.5 MB photo buffer was handed back
+    and faulted in again (+0.37 ms of CPU per photo): keep up to 4 MB free per heap instead.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 20))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 4 << 20))
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
 

@@ -73,3 +73,34 @@ def test_callers_image_is_not_modified():
     tagged = Image.open(io.BytesIO(images.encode(img, "PNG", exif=exif)))
     preprocess_image(tagged)
     assert tagged.size == (300, 200) and tagged.getexif().get(0x0112) == 6
+
+
+def _antialiased_reference(img: Image.Image) -> np.ndarray:
+    """Pillow's full antialiased bilinear resize of the whole decode: the slow path this replaced."""
+    return np.asarray(img.convert("RGB").resize((227, 227), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+@pytest.mark.parametrize("size", [(500, 375), (1000, 750), (4000, 3000), (200, 200), (120, 900)])
+def test_resize_matches_an_antialiased_resize(size):
+    # Smooth content plus fine stripes: a resize without antialiasing turns the stripes into moire.
+    x = np.linspace(0, 1, size[0])[None, :, None]
+    y = np.linspace(0, 1, size[1])[:, None, None]
+    stripes = 40 * np.sin(np.arange(size[0]) * 2.9)[None, :, None]
+    arr = np.clip(255 * (0.3 * x + 0.5 * y) + stripes + np.array([0, 40, 80]), 0, 255).astype(np.uint8)
+    img = Image.fromarray(arr)
+    ours = preprocess_image(images.encode(img, "PNG"))
+    reference = _antialiased_reference(img)
+    assert np.abs(ours - reference).mean() < 4.0  # same picture (0-255 scale), within a few grey levels
+    naive = np.asarray(img.resize((227, 227), Image.Resampling.NEAREST), dtype=np.float32)
+    if size[0] >= 454:  # the stripes alias without a proper downscale; ours keeps them averaged out
+        assert np.abs(ours - reference).mean() < np.abs(naive - reference).mean() / 2
+
+
+def test_big_jpegs_decode_at_reduced_dct_scale_never_below_the_input_size():
+    from model_store.preprocessing import open_image
+
+    for size, expected in [((4000, 3000), (500, 375)), ((1000, 750), (500, 375)), ((500, 375), (500, 375)),
+                           ((460, 460), (230, 230))]:
+        img = open_image(images.encode(Image.new("RGB", size, (90, 120, 150)), "JPEG"))
+        img.load()
+        assert img.size == expected

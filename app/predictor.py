@@ -89,6 +89,13 @@ def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
             f"{vdir}: {name} model input {model.input_shape} / {model.num_classes} outputs do not match "
             f"{expected_in} and {len(class_names)} classes in metadata.json")
 
+    trained_with = metadata.get("preprocessing")
+    if trained_with and trained_with != model_store.PREPROCESSING_SPEC:
+        # Still served (the pixels differ by a few grey levels at most), but its accuracy was measured on other input.
+        changed = sorted(k for k in {*trained_with, *model_store.PREPROCESSING_SPEC}
+                         if trained_with.get(k) != model_store.PREPROCESSING_SPEC.get(k))
+        log.warning("model version %s was trained with other preprocessing (%s differ): retrain for the "
+                    "accuracy in its metadata to hold", version, ", ".join(changed))
     predictor = Predictor(version, metadata, class_names, model, max_batch, tta=model_store.tta.check_mode(tta))
     started = time.monotonic()
     sizes = warmup_sizes(max_batch)

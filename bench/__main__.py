@@ -32,10 +32,17 @@ def _serve_and_drive(proc_factory, drive, levels: list[int], measure_child: bool
         drive(base, 2, warmup=True)  # connection set-up, first requests
         results = []
         meter = CpuMeter(max(children(proc.pid), default=proc.pid)) if measure_child else CpuMeter(proc.pid, tree=True)
+        died_at = None
         for clients in levels:
-            meter.start()
-            level = drive(base, clients)
-            level.update(meter.stop(level["ok"], level.pop("load_generator_cpu_s", 0.0)))
+            try:
+                meter.start()
+                level = drive(base, clients)
+                level.update(meter.stop(level["ok"], level.pop("load_generator_cpu_s", 0.0)))
+            except FileNotFoundError:  # /proc/<pid> is gone: the worker died under this load
+                died_at = clients
+                print(f"  {clients:>3} clients: the worker died (its /proc entry is gone); "
+                      "no further levels for this server", flush=True)
+                break
             results.append(level)
             cpu = ", ".join(f"{k} {v:.1f}" for k, v in level["cpu_ms_per_image"].items())
             print(f"  {clients:>3} clients: {level['img_per_s']:.1f} img/s, p50 {level['p50_ms']:.1f} ms, "
@@ -44,7 +51,7 @@ def _serve_and_drive(proc_factory, drive, levels: list[int], measure_child: bool
         rss = worker_rss_mb(proc.pid) if measure_child else raw_rss(proc.pid)
     finally:
         stop(proc)
-    return {"levels": results, "ready_s": ready_s, "rss_mb": rss}
+    return {"levels": results, "ready_s": ready_s, "rss_mb": rss, "worker_died_at_clients": died_at}
 
 
 def raw_rss(pid: int) -> float:

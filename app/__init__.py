@@ -8,7 +8,7 @@ from flask import Flask
 from werkzeug.routing import BaseConverter
 
 from app import config, errors, explain, metrics, model_service, multipart, security
-from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os
+from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os, trim_heaps_every
 from app.predictor import ModelLoadError
 
 __all__ = ["ModelLoadError", "create_app"]
@@ -35,6 +35,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.logger.setLevel(logging.INFO)
 
     return_big_buffers_to_the_os()
+    if float(app.config["MALLOC_TRIM_SECONDS"]) > 0:
+        trim_heaps_every(float(app.config["MALLOC_TRIM_SECONDS"]))
     app.extensions["decode_budget"] = DecodeBudget(float(app.config["DECODE_BUDGET_MEGAPIXELS"]),
                                                    float(app.config["REQUEST_TIMEOUT_SECONDS"]))
     security.init_app(app)

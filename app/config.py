@@ -16,6 +16,7 @@ DEFAULTS: dict[str, object] = {
     "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,  # bytes per request -> 413 beyond
     "MAX_IMAGES_PER_REQUEST": 32,
     "DECODE_BUDGET_MEGAPIXELS": 64.0,    # decoded pixels all concurrent uploads may hold (~6 bytes each)
+    "MALLOC_TRIM_SECONDS": 5.0,          # hand free heap memory back to the OS this often (0 = never)
     "BATCH_MAX_SIZE": 32,                # images per model call
     "BATCH_MAX_WAIT_MS": 2.0,            # how long the batcher waits for more images
     "MAX_QUEUE": 256,                    # images waiting for the model -> 503 beyond
@@ -29,7 +30,7 @@ DEFAULTS: dict[str, object] = {
 
 _INT = {"MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",
         "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
-_FLOAT = {"DECODE_BUDGET_MEGAPIXELS",
+_FLOAT = {"DECODE_BUDGET_MEGAPIXELS", "MALLOC_TRIM_SECONDS",
           "MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
 
 

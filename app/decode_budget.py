@@ -29,6 +29,29 @@ def return_big_buffers_to_the_os() -> bool:
         return False
 
 
+def trim_heaps_every(seconds: float, stop: threading.Event | None = None) -> threading.Thread | None:
+    """A daemon thread handing free heap memory back to the OS every `seconds` (glibc malloc_trim).
+
+    32 request threads decoding photos of every size leave free holes in glibc's per-thread heaps that
+    normal trimming (top of heap only) never returns: measured ~+100 MB RSS, of which malloc_trim gives
+    back about half in ~5 ms.
+    """
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+    stop = stop or threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            trim(0)
+
+    thread = threading.Thread(target=loop, name="malloc-trim", daemon=True)
+    thread.start()
+    return thread
+
+
 class BudgetTimeoutError(Exception):
     """An upload waited too long for decode memory."""
 

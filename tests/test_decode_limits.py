@@ -105,3 +105,27 @@ def test_hostile_uploads_stay_within_the_memory_budget(trained_store):
         assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
     finally:
         stop(proc)
+
+
+def test_heaps_are_trimmed_periodically(monkeypatch):
+    import ctypes
+
+    from app import decode_budget
+
+    calls = []
+
+    class FakeLibc:
+        def malloc_trim(self, pad):
+            calls.append(pad)
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    stop = threading.Event()
+    thread = decode_budget.trim_heaps_every(0.01, stop)
+    assert thread is not None and thread.daemon and thread.name == "malloc-trim"
+    deadline = time.monotonic() + 5
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(5)
+    assert calls[:3] == [0, 0, 0] and not thread.is_alive()  # malloc_trim(0): every heap, nothing kept back

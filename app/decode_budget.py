@@ -36,20 +36,26 @@ def trim_heaps_every(seconds: float, stop: threading.Event | None = None) -> thr
     normal trimming (top of heap only) never returns: measured ~+100 MB RSS, of which malloc_trim gives
     back about half in ~5 ms.
     """
+    global _trimmer
+    if stop is None and _trimmer is not None and _trimmer.is_alive():
+        return _trimmer  # one per process, however many apps it builds (tests build many)
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to do
         return None
 
-    stop = stop or threading.Event()
-
-    def loop() -> None:
+    def loop(stop: threading.Event) -> None:
         while not stop.wait(seconds):
             trim(0)
 
-    thread = threading.Thread(target=loop, name="malloc-trim", daemon=True)
+    thread = threading.Thread(target=loop, args=(stop or threading.Event(),), name="malloc-trim", daemon=True)
     thread.start()
+    if stop is None:
+        _trimmer = thread
     return thread
+
+
+_trimmer: threading.Thread | None = None
 
 
 class BudgetTimeoutError(Exception):

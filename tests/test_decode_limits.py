@@ -129,3 +129,11 @@ def test_heaps_are_trimmed_periodically(monkeypatch):
     stop.set()
     thread.join(5)
     assert calls[:3] == [0, 0, 0] and not thread.is_alive()  # malloc_trim(0): every heap, nothing kept back
+
+
+def test_one_trim_thread_per_process():
+    from app import decode_budget
+
+    first = decode_budget.trim_heaps_every(60)
+    assert decode_budget.trim_heaps_every(60) is first
+    assert [t for t in threading.enumerate() if t.name == "malloc-trim"] == [first]

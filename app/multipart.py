@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from flask import Flask
 from werkzeug import formparser
 from werkzeug.sansio.multipart import MultipartDecoder
 
@@ -78,6 +79,6 @@ class FastMultipartDecoder(MultipartDecoder):
         self.boundary_re = BoundarySearch(boundary, line_break_required=True)
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     """Parse multipart bodies with FastMultipartDecoder (Werkzeug's MultiPartParser looks it up by name)."""
     formparser.MultipartDecoder = FastMultipartDecoder

@@ -18,7 +18,7 @@ DEFAULTS: dict[str, object] = {
     "DECODE_BUDGET_MEGAPIXELS": 64.0,    # decoded pixels all concurrent uploads may hold (~6 bytes each)
     "MALLOC_TRIM_SECONDS": 5.0,          # hand free heap memory back to the OS this often (0 = never)
     "BATCH_MAX_SIZE": 32,                # images per model call
-    "BATCH_MAX_WAIT_MS": 2.0,            # how long the batcher waits for more images
+    "BATCH_MAX_WAIT_MS": 0.0,            # how long the batcher waits for more images (see README)
     "MAX_QUEUE": 256,                    # images waiting for the model -> 503 beyond
     "MAX_QUEUE_SECONDS": 10.0,           # an image waiting longer than this gets a 503
     "REQUEST_TIMEOUT_SECONDS": 30.0,

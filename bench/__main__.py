@@ -14,7 +14,7 @@ from pathlib import Path
 
 import model_store
 import runtimes
-from bench import bento, checks, load, raw, report, wrk
+from bench import bento, checks, load, paired, raw, report, wrk
 from bench.cpu import CpuMeter
 from bench.server import ROOT, children, free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
 
@@ -77,8 +77,10 @@ def _naive(store: str, port: int) -> subprocess.Popen:
 def _driver(args, bodies):
     if args.load == "wrk":
         gen = wrk.WrkLoad(bodies)
-        return lambda base, clients, warmup=False: gen.run_level(base, clients, 2 if warmup else args.seconds)
-    return lambda base, clients, warmup=False: load.run_level(base, bodies, clients, 20 if warmup else args.requests)
+        return lambda base, clients, warmup=False, seconds=None: gen.run_level(
+            base, clients, 2 if warmup else seconds or args.seconds)
+    return lambda base, clients, warmup=False, seconds=None: load.run_level(
+        base, bodies, clients, 20 if warmup else args.requests)
 
 
 def _raw(store: str, variant: str, seconds: float) -> dict:
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the no-model floor servers (HTTP only, HTTP + decode)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for our server (tuning runs), repeatable")
+    parser.add_argument("--paired-rounds", type=int, default=3,
+                        help="A-B-B-A rounds of the fastest runtime vs tensorflow, both servers up (0: skip)")
     args = parser.parse_args(argv)
     store = str(Path(args.model_store).resolve())
     levels = [int(c) for c in args.clients.split(",")]
@@ -129,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         env = {**extra, "MODEL_RUNTIME": name}
         servers[f"ours/{name}"] = _serve_and_drive(
             lambda port, e=env: start_gunicorn(store, port, e, output=subprocess.DEVNULL), drive, levels)
+    fast = next((n for n in ("openvino-int8", "openvino") if n in wanted), None)
+    paired_result = None
+    if args.paired_rounds > 0 and fast and "tensorflow" in wanted:
+        print(f"paired rounds: {fast} and tensorflow servers up together, raw batch 1 beside each 1-client level",
+              flush=True)
+        predict = raw.predict_fn(store, model_store.latest_version(store), fast)
+        paired_result = paired.run(store, fast, drive, predict, rounds=args.paired_rounds,
+                                   clients=max(levels), env=extra)
     if args.bentoml_python:
         print("BentoML (adaptive batching, the .h5 in a tf.function) ...", flush=True)
         servers["bentoml"] = _serve_and_drive(lambda port: bento.start(args.bentoml_python, store, port), drive,
@@ -152,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model_version": model_store.latest_version(store), "server_env": extra, "raw": raws, "servers": servers,
     }
+    if paired_result:
+        result["paired"] = paired_result
     result["checks"] = checks.checks(result)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,13 @@ def checks(result: dict) -> list[dict]:
     if bento and tf_ours:
         rows.append((f"ours/tensorflow / bentoml img/s at {top} clients", tf_ours["img_per_s"] / bento["img_per_s"],
                      ">= 1"))
+    pair = result.get("paired")
+    if pair:
+        n = len(pair["ratios"])
+        rows.append((f"paired: ours/{pair['runtime']} / ours/tensorflow img/s at {pair['clients']} clients, "
+                     f"median of {n} A-B-B-A rounds", pair["ratio_median"], ">= 2.5"))
+        rows.append((f"paired: ours/{pair['runtime']} p50 at 1 client - raw batch-1 ms measured just before, "
+                     f"median of {n} rounds", pair["p50_margin_median_ms"], "<= 3"))
     naive = _at(servers.get("naive"), top)
     if naive and tf_ours:
         rows.append((f"ours/tensorflow / naive img/s at {top} clients", tf_ours["img_per_s"] / naive["img_per_s"],

@@ -27,7 +27,8 @@ def cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def _predict_fn(store: str, version: int, variant: str):
+def predict_fn(store: str, version: int, variant: str):
+    """That variant's predict(x) for a store's version, loaded in this process."""
     import model_store
     import runtimes
 
@@ -48,7 +49,7 @@ def measure(store: str, batch_sizes: list[int], seconds: float, variant: str = "
     import model_store
 
     version = model_store.latest_version(store)
-    predict = _predict_fn(store, version, variant)
+    predict = predict_fn(store, version, variant)
     out = {}
     for bs in batch_sizes:
         x = np.random.default_rng(0).integers(0, 256, (bs, 227, 227, 3), dtype=np.uint8)

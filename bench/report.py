@@ -35,10 +35,23 @@ def markdown(result: dict) -> str:
         for bs, m in raw["by_batch"].items():
             lines.append(f"| {variant} | {bs} | {m['img_per_s']:.1f} | {m['ms_per_call']:.1f} | "
                          f"{m.get('cpu_ms_per_image', float('nan')):.2f} |")
+    lines += _paired(result.get("paired"))
     lines += ["", "| check | value | target | pass |", "|---|---:|---:|:---:|"]
     for c in result["checks"]:
         lines.append(f"| {c['name']} | {c['value']:.3g} | {c['target']} | {'yes' if c['ok'] else 'NO'} |")
     return "\n".join(lines) + "\n"
+
+
+def _paired(pair: dict | None) -> list[str]:
+    if not pair:
+        return []
+    fast = pair["runtime"]
+    return ["", f"Paired rounds (both servers up; {fast} and tensorflow take turns A-B-B-A, {pair['seconds']:g} s "
+            f"each; the raw batch-1 time is measured just before each 1-client level): ratio at "
+            f"{pair['clients']} clients " + ", ".join(f"{r:.2f}x" for r in pair["ratios"])
+            + f" (median {pair['ratio_median']:.2f}x); p50 at 1 client minus raw batch 1: "
+            + ", ".join(f"+{m:.2f}" for m in pair["p50_margins_ms"])
+            + f" ms (median +{pair['p50_margin_median_ms']:.2f} ms)."]
 
 
 def _cpu_table(result: dict) -> list[str]:

@@ -90,3 +90,58 @@ def test_tree_cpu_counts_child_processes():
     finally:
         child.kill()
         child.wait()
+
+
+def test_paired_rounds_alternate_and_report_medians(monkeypatch):
+    from bench import paired
+
+    started, stopped, calls = [], [], []
+    monkeypatch.setattr(paired, "start_gunicorn", lambda store, port, env: started.append(env["MODEL_RUNTIME"])
+                        or type("P", (), {"runtime": env["MODEL_RUNTIME"]})())
+    monkeypatch.setattr(paired, "wait_ready", lambda base, proc, timeout: 0.1)
+    monkeypatch.setattr(paired, "stop", lambda proc: stopped.append(proc.runtime))
+    ports = iter(range(9000, 9010))
+    monkeypatch.setattr(paired, "free_port", lambda: next(ports))
+    base_of = {"http://127.0.0.1:9000": "int8", "http://127.0.0.1:9001": "tensorflow"}
+    rates = {"int8": iter([300.0, 330.0, 250.0]), "tensorflow": iter([100.0, 110.0, 125.0])}
+    p50s = iter([5.0, 5.6, 5.2])
+
+    def drive(base, clients, warmup=False, seconds=None):
+        name = base_of[base]
+        calls.append((name, clients, warmup))
+        if warmup:
+            return {}
+        return {"img_per_s": next(rates[name])} if clients == 32 else {"p50_ms": next(p50s)}
+
+    raw_ms = iter([2.0, 2.4, 2.1])
+    monkeypatch.setattr(paired, "raw_batch1_ms", lambda predict: next(raw_ms))
+    out = paired.run("store", "int8", drive, None, rounds=3, clients=32)
+    measured = [(name, clients) for name, clients, warmup in calls if not warmup]
+    assert measured[:6] == [("int8", 32), ("tensorflow", 32), ("tensorflow", 32), ("int8", 32), ("int8", 32),
+                            ("tensorflow", 32)]  # A-B, B-A, A-B: a steady drift cancels
+    assert out["ratios"] == [3.0, 3.0, 2.0] and out["ratio_median"] == 3.0
+    assert [round(m, 6) for m in out["p50_margins_ms"]] == [3.0, 3.2, 3.1] and round(
+        out["p50_margin_median_ms"], 6) == 3.1
+    assert started == ["int8", "tensorflow"] and sorted(stopped) == ["int8", "tensorflow"]
+
+    result = _result()
+    result["paired"] = out
+    got = {c["name"].split(",")[0]: c for c in checks.checks(result)}
+    assert got["paired: ours/int8 / ours/tensorflow img/s at 32 clients"]["ok"]
+    assert not got["paired: ours/int8 p50 at 1 client - raw batch-1 ms measured just before"]["ok"]  # 3.1 > 3
+    result["checks"] = []
+    assert "(median 3.00x)" in report.markdown(result)
+
+
+def test_raw_batch1_is_the_mean_time_per_call():
+    from bench import paired
+
+    calls = []
+
+    def predict(x):
+        calls.append(x.shape)
+        time.sleep(0.002)
+
+    ms = paired.raw_batch1_ms(predict, seconds=0.1)
+    assert calls[0] == (1, 227, 227, 3)
+    assert 2.0 <= ms < 10.0

@@ -49,7 +49,6 @@ class Batcher:
         on_batch: Callable[[int, float], None] | None = None,
         max_low_batch: int = 2,
         low_reserve: int = 0,
-        inline_when_idle: bool = False,
     ):
         self._run_batch = run_batch
         self.max_batch = max_batch
@@ -67,12 +66,7 @@ class Batcher:
         self._on_batch = on_batch
         self.batches_run = 0
         self._last_batch = 0
-        # One model call at a time, from the inference thread or (inline_when_idle) a lone caller's thread.
-        # The batch buffer is only touched under this lock.
-        self._model_lock = threading.Lock()
-        self._inline_when_idle = inline_when_idle
-        self._busy = False  # the inference thread holds work (from its first item until it delivered)
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # the batch input, reused (only the inference thread touches it)
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
 
@@ -82,9 +76,6 @@ class Batcher:
 
     def submit(self, images: list[np.ndarray], priority: int = HIGH) -> list[Future]:
         """Queue images (HIGH or LOW priority); each future resolves to that image's output row."""
-        if (priority == HIGH and self._inline_when_idle and 0 < len(images) <= self.max_batch
-                and self._claim_idle_model()):
-            return self._run_inline(images)
         with self._count_lock:
             # Predictions get max_queue whatever LOW work waits; LOW work only fits in what is left of
             # max_queue + low_reserve.
@@ -100,32 +91,8 @@ class Batcher:
             self._queue.put_nowait((priority, next(self._seq), item))
         return [item.future for item in items]
 
-    def _claim_idle_model(self) -> bool:
-        # Nothing queued, the inference thread idle and the model free: a hand-off to the inference thread
-        # would only add two thread wake-ups (~0.3-0.4 ms at one client, measured) to this request.
-        return not self._busy and self._queue.empty() and self._model_lock.acquire(blocking=False)
-
-    def _run_inline(self, images: list[np.ndarray]) -> list[Future]:
-        futures = [Future() for _ in images]
-        try:
-            started = time.monotonic()
-            out = self._run_batch(self._stack(images))
-            self.batches_run += 1
-        except Exception as exc:  # noqa: BLE001 - the caller gets the model's failure, as from a batch
-            log.exception("inline batch of %d failed", len(images))
-            for future in futures:
-                future.set_exception(exc)
-            return futures
-        finally:
-            self._model_lock.release()
-        if self._on_batch:
-            self._on_batch(len(images), time.monotonic() - started)
-        for future, row in zip(futures, out, strict=False):
-            future.set_result(row)
-        return futures
-
     def _stack(self, images: list[np.ndarray]) -> np.ndarray:
-        """The images as one batch, in a buffer reused across batches; call with _model_lock held."""
+        """The images as one batch, in a buffer reused across batches (the inference thread's only)."""
         first = images[0]
         if any(a.shape != first.shape or a.dtype != first.dtype or not a.flags.c_contiguous for a in images):
             return np.stack(images)  # raises for mixed shapes, as before
@@ -193,15 +160,6 @@ class Batcher:
             first = self._queue.get()[2]
             if first is None:
                 return
-            self._busy = True
-            try:
-                self._run_from(first)
-            finally:
-                self._busy = False
-
-    def _run_from(self, first: _Item) -> None:
-        # The lock comes before collecting: what queued up during an inline call joins this batch.
-        with self._model_lock:
             collected = self._collect(first)
             with self._count_lock:
                 for item in collected:
@@ -209,7 +167,7 @@ class Batcher:
             self._last_batch = len(collected)
             batch = self._runnable(collected)
             if not batch:
-                return
+                continue
             started = time.monotonic()
             try:
                 out = self._run_batch(self._stack([item.image for item in batch]))
@@ -217,9 +175,9 @@ class Batcher:
                 log.exception("batch of %d failed", len(batch))
                 for item in batch:
                     item.future.set_exception(exc)
-                return
+                continue
             self.batches_run += 1
-        if self._on_batch:
-            self._on_batch(len(batch), time.monotonic() - started)
-        for item, row in zip(batch, out, strict=False):
-            item.future.set_result(row)
+            if self._on_batch:
+                self._on_batch(len(batch), time.monotonic() - started)
+            for item, row in zip(batch, out, strict=False):
+                item.future.set_result(row)

@@ -126,7 +126,6 @@ class ModelService:
             on_batch=metrics.observe_batch,
             max_low_batch=int(self.config["EXPLAIN_BATCH"]),
             low_reserve=int(self.config["EXPLAIN_CONCURRENCY"]) * IMAGES_PER_EXPLANATION,
-            inline_when_idle=True,
         )
         poll = float(self.config.get("MODEL_POLL_SECONDS") or 0)
         if poll > 0 and not self.config.get("MODEL_VERSION"):

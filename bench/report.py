@@ -63,8 +63,7 @@ def _cpu_table(result: dict) -> list[str]:
     keys = list(dict.fromkeys(k for _, lvl in rows for k in lvl["cpu_ms_per_image"]))
     cores = result.get("cores") or 1
     lines = ["", f"CPU ms per image by thread group ({cores} cores; model = native runtime threads, requests = "
-             "gunicorn request threads (a lone request runs the model's first thread there), worker = the whole "
-             "server when threads cannot be named; idle = CPU used by "
+             "gunicorn request threads, worker = the whole server when threads cannot be named; idle = CPU used by "
              "neither the server nor the load generator; 'bound' = img/s if no core ever idled):", "",
              f"| server | clients | {' | '.join(keys)} | total | idle % | bound img/s |",
              "|---|---:|" + "---:|" * (len(keys) + 3)]

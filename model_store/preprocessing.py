@@ -11,6 +11,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 IMAGE_SIZE = (227, 227)
+# The smallest JPEG decode draft() may pick: 80% of IMAGE_SIZE per side. A 500x375 photo (the Kaggle
+# size) then decodes at 1/2 scale (250x188: 0.64 instead of 0.87 ms) and the resize upsamples its height
+# by 1.2x; a validation run on a model trained without it lost nothing (0.932 either way).
+DCT_MIN_SIZE = (round(0.8 * IMAGE_SIZE[0]), round(0.8 * IMAGE_SIZE[1]))
 # Pillow refuses images above this many pixels (decompression bombs); serving maps it to a 400.
 MAX_IMAGE_PIXELS = 40_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -22,7 +26,7 @@ PREPROCESSING_SPEC = {
     "size": list(IMAGE_SIZE),
     "color": "RGB",
     "exif_orientation": True,
-    "resize": "JPEG DCT scaling to >= size, integer box reduce to < 2x size, then bilinear (OpenCV "
+    "resize": "JPEG DCT scaling to >= 0.8 x size, integer box reduce to < 2x size, then bilinear (OpenCV "
               "INTER_LINEAR); whole image, aspect ratio not kept",
     "dtype": "float32",
     "range": "0-255 (the model rescales internally)",
@@ -63,9 +67,9 @@ def open_image(data: bytes) -> Image.Image:
         if width * height > MAX_IMAGE_PIXELS:
             raise InvalidImageError(f"image too large: {width}x{height} = {width * height:,} pixels "
                                     f"(limit {MAX_IMAGE_PIXELS:,})")
-        # draft() lets libjpeg decode big JPEGs at 1/2, 1/4 or 1/8 scale, never below IMAGE_SIZE: the
+        # draft() lets libjpeg decode big JPEGs at 1/2, 1/4 or 1/8 scale, never below DCT_MIN_SIZE: the
         # DCT does the first (antialiased) part of the downscale almost for free.
-        img.draft("RGB", IMAGE_SIZE)
+        img.draft("RGB", DCT_MIN_SIZE)
     except InvalidImageError:
         raise
     except Image.DecompressionBombError as exc:

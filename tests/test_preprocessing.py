@@ -1,5 +1,7 @@
 """The shared preprocessing function on every input kind."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -96,11 +98,25 @@ def test_resize_matches_an_antialiased_resize(size):
         assert np.abs(ours - reference).mean() < np.abs(naive - reference).mean() / 2
 
 
-def test_big_jpegs_decode_at_reduced_dct_scale_never_below_the_input_size():
+def test_big_jpegs_decode_at_reduced_dct_scale_never_below_80_percent_of_the_input_size():
     from model_store.preprocessing import open_image
 
-    for size, expected in [((4000, 3000), (500, 375)), ((1000, 750), (500, 375)), ((500, 375), (500, 375)),
-                           ((460, 460), (230, 230))]:
+    # 1/2, 1/4 or 1/8 scale, the smallest that keeps both sides >= 182 (0.8 x 227); small photos in full.
+    for size, expected in [((4000, 3000), (500, 375)), ((1000, 750), (250, 188)), ((500, 375), (250, 188)),
+                           ((460, 460), (230, 230)), ((363, 500), (363, 500)), ((364, 364), (182, 182)),
+                           ((200, 200), (200, 200))]:
         img = open_image(images.encode(Image.new("RGB", size, (90, 120, 150)), "JPEG"))
         img.load()
-        assert img.size == expected
+        assert img.size == expected, size
+
+
+def test_a_half_scale_decode_is_the_same_picture():
+    # A Kaggle-sized JPEG decoded at 1/2 scale (250x188, then upsampled to 227 high) against the
+    # antialiased resize of its full decode: the same picture within a few grey levels.
+    x = np.linspace(0, 1, 500)[None, :, None]
+    y = np.linspace(0, 1, 375)[:, None, None]
+    arr = np.clip(255 * (0.3 * x + 0.5 * y) + np.array([0, 40, 80]), 0, 255).astype(np.uint8)
+    data = images.encode(Image.fromarray(arr), "JPEG")
+    full = Image.open(io.BytesIO(data))
+    ours = preprocess_image(data)
+    assert np.abs(ours - _antialiased_reference(full)).mean() < 2.0

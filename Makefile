@@ -6,6 +6,9 @@ MODEL_STORE ?= model_store
 DATA ?=
 SHARED := ../shared/data/cats_dogs
 EXTRA := ../shared/data/cats_dogs_extra
+# Photos of other things (cars, flowers) for the "neither" answer; 30% of each kind is held out of training.
+NEGATIVES ?= ../shared/data/not_cats_dogs
+NEG_FLAG = $(if $(wildcard $(NEGATIVES)),--negatives $(NEGATIVES))
 TRAIN_FLAGS := --epochs 15 --warmup-epochs 1 --learning-rate 5e-4 --bn-momentum 0.9 --verbose 2
 PORT ?= 8000
 
@@ -39,7 +42,7 @@ demo-model: install
 	elif [ -d $(SHARED)/train ]; then \
 		extra=""; [ -d $(EXTRA) ] && extra="--data-dir $(EXTRA)"; \
 		$(BIN)/python -m training train --data-dir $(SHARED)/train $$extra --val-dir $(SHARED)/validation \
-			--model-store $(MODEL_STORE) $(DEMO_FLAGS); \
+			$(NEG_FLAG) --model-store $(MODEL_STORE) $(DEMO_FLAGS); \
 	else \
 		$(BIN)/python -m training download --dest data/cats_dogs && \
 		$(BIN)/python -m training train --data-dir data/cats_dogs --val-split 0.2 --model-store $(MODEL_STORE) $(DEMO_FLAGS); \
@@ -52,7 +55,7 @@ demo: demo-model
 # validation photos. Interrupted? Run `make train RESUME=1` to continue from the last finished epoch.
 train: install
 	$(BIN)/python -m training train --data-dir $(or $(DATA),$(SHARED)/train) --data-dir $(EXTRA) \
-		--val-dir $(SHARED)/validation --model-store $(MODEL_STORE) $(TRAIN_FLAGS) $(if $(RESUME),--resume)
+		--val-dir $(SHARED)/validation $(NEG_FLAG) --model-store $(MODEL_STORE) $(TRAIN_FLAGS) $(if $(RESUME),--resume)
 
 evaluate: install
 	$(BIN)/python -m training evaluate --model-store $(MODEL_STORE) --data-dir $(SHARED)/validation $(if $(TTA),--tta $(TTA))

@@ -70,6 +70,9 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
             "val_split": None if args.val_dir else args.val_split,
             "train_counts": train_set.counts(), "val_counts": val_set.counts(),
             "skipped_unreadable": len(train_set.skipped) + len(val_set.skipped),
+            "negatives": [str(d) for d in args.negatives or []],
+            "negatives_holdout": args.negatives_holdout if args.negatives else None,
+            "negatives_trained": int((train_set.labels < 0).sum()),
         },
         "hyperparameters": {k: getattr(args, k) for k in (
             "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",

@@ -96,9 +96,15 @@ def train_dataset_from(source: EpochBatches, num_classes: int) -> tf.data.Datase
         tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.int32)))
     # A generator has unknown length: state it, so Keras knows the steps per epoch from the start.
     ds = ds.apply(tf.data.experimental.assert_cardinality(source.steps()))
-    ds = ds.map(lambda x, b, j, y: (_augment(x, b, j), tf.one_hot(y, num_classes)),
+    ds = ds.map(lambda x, b, j, y: (_augment(x, b, j), targets(y, num_classes)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(2)
+
+
+def targets(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """One-hot rows; a negative label (a photo of something else) gets the uniform row (outlier exposure)."""
+    onehot = tf.one_hot(labels, num_classes)
+    return tf.where(labels[:, None] < 0, tf.fill(tf.shape(onehot), 1.0 / num_classes), onehot)
 
 
 def eval_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int) -> tf.data.Dataset:

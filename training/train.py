@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 import model_store
-from training import budget, cache, data, distributed, finish, loop, pipeline, plots, precision, resume
+from training import budget, cache, data, distributed, finish, loop, negatives, pipeline, plots, precision, resume
 from training.model import build_alexnet
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
         val_pairs = data.list_files(args.val_dir, class_names, None, args.seed)
     else:
         pairs, val_pairs = data.split_pairs(pairs, args.val_split, args.seed)
+    if args.negatives:  # photos of other things, trained towards "unsure" (training/negatives.py)
+        pairs = pairs + negatives.split(args.negatives, args.negatives_holdout, args.seed)[0]
     cache_dir = None if args.no_cache else (args.cache_dir or cache.default_cache_dir())
     started = time.time()
     train_set = cache.load_cached(pairs, class_names, cache_dir)
@@ -34,7 +36,8 @@ def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
     log.info("data ready in %.1f s", time.time() - started)
     if len(train_set.images) == 0 or len(val_set.images) == 0:
         raise SystemExit(f"no readable images: train={len(train_set.images)} validation={len(val_set.images)}")
-    log.info("train %s, validation %s, skipped %d unreadable", train_set.counts(), val_set.counts(),
+    log.info("train %s (+%d negatives), validation %s, skipped %d unreadable", train_set.counts(),
+             int((train_set.labels == negatives.NEGATIVE).sum()), val_set.counts(),
              len(train_set.skipped) + len(val_set.skipped))
     return train_set, val_set
 
@@ -55,6 +58,9 @@ def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
     keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay",
             "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed", "time_budget")
     settings = {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
+    if args.negatives:  # kept out of the key when unused: runs begun before the flag still resume
+        settings["negatives"] = [str(d) for d in args.negatives]
+        settings["negatives_holdout"] = args.negatives_holdout
     if settings["time_budget"] is None:
         del settings["time_budget"]  # runs begun before the flag existed keep their folder (and resume)
     if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
@@ -188,6 +194,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, action="append",
                         help="folder with one subfolder of images per class (repeat to train on several)")
     parser.add_argument("--val-dir", help="validation folder (same classes); default: split --data-dir")
+    parser.add_argument("--negatives", action="append", metavar="DIR",
+                        help="photos of other things (subfolders = kinds), trained towards 'unsure' so the "
+                             "served version can abstain (repeatable)")
+    parser.add_argument("--negatives-holdout", type=float, default=negatives.HOLDOUT,
+                        help="fraction of each negative kind kept out of training to calibrate and report on")
     parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out when no --val-dir")
     parser.add_argument("--model-store", default="model_store",
                         help="store to publish the version into (a folder or gs://bucket/prefix)")

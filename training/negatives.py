@@ -1,0 +1,51 @@
+"""Photos of other things ("negatives") for outlier exposure: listing, a seeded held-out split, targets.
+
+A negative trains towards the uniform distribution over the classes (outlier exposure, Hendrycks et al.
+2019): the model learns to be unsure on things that are not one of its classes, and the served output
+keeps its shape (one probability per class).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+from training.data import IMAGE_EXTENSIONS
+
+NEGATIVE = -1  # the label of a negative in (path, label) pairs and label arrays
+HOLDOUT = 0.3  # fraction of every kind kept out of training, to measure abstention on
+
+
+def kinds(dirs: list[str | os.PathLike]) -> dict[str, list[str]]:
+    """Image files per kind: each subfolder of a negatives folder is a kind (a folder without subfolders
+    is one kind, named after it)."""
+    out: dict[str, list[str]] = {}
+    for d in dirs:
+        root = Path(d)
+        if not root.is_dir():
+            raise FileNotFoundError(f"negatives folder not found: {root}")
+        subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for folder in subs or [root]:
+            files = sorted(str(p) for p in folder.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if files:
+                out.setdefault(folder.name, []).extend(files)
+    return out
+
+
+def split(dirs: list[str | os.PathLike], holdout: float = HOLDOUT, seed: int = 1337
+          ) -> tuple[list[tuple[str, int]], dict[str, list[str]]]:
+    """(training pairs labelled NEGATIVE, held-out files per kind): the same split for the same files and
+    seed, so training, calibration and the report agree on what was never trained on."""
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError("negatives hold-out fraction must be in [0, 1)")
+    train: list[tuple[str, int]] = []
+    held: dict[str, list[str]] = {}
+    for kind, files in kinds(dirs).items():
+        group = sorted(files)
+        random.Random(f"{seed}:{kind}").shuffle(group)
+        n_held = round(len(group) * holdout)
+        held[kind] = sorted(group[:n_held])
+        train.extend((f, NEGATIVE) for f in sorted(group[n_held:]))
+    return train, held

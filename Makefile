@@ -53,9 +53,11 @@ demo: demo-model
 
 # The full recipe: 18,000 photos (2,000 full-size + 16,000 extra 200x200), validated on the 500 full-size
 # validation photos. Interrupted? Run `make train RESUME=1` to continue from the last finished epoch.
+# BUDGET=MINUTES fits the 15 epochs (each a random subset) into that much training on a slow host.
 train: install
 	$(BIN)/python -m training train --data-dir $(or $(DATA),$(SHARED)/train) --data-dir $(EXTRA) \
-		--val-dir $(SHARED)/validation $(NEG_FLAG) --model-store $(MODEL_STORE) $(TRAIN_FLAGS) $(if $(RESUME),--resume)
+		--val-dir $(SHARED)/validation $(NEG_FLAG) --model-store $(MODEL_STORE) $(TRAIN_FLAGS) \
+		$(if $(BUDGET),--time-budget $(BUDGET)) $(if $(RESUME),--resume)
 
 evaluate: install
 	$(BIN)/python -m training evaluate --model-store $(MODEL_STORE) --data-dir $(SHARED)/validation $(if $(TTA),--tta $(TTA))

@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,evaluate,predict,download,publish,export,report,deletion}."""
+"""Command line: python -m training {train,evaluate,predict,download,publish,export,calibrate,report,deletion}."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training import deletion, download, evaluate, export, publish, report, train
+    from training import calibrate, deletion, download, evaluate, export, publish, report, train
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_arguments(sub.add_parser("export", help="add OpenVINO float32 + int8 models to a stored version"))
     report.add_arguments(sub.add_parser("report", help="write report.html (curves, confusion, calibration, "
                                                        "confident mistakes with heatmaps) into a stored version"))
+    calibrate.add_arguments(sub.add_parser("calibrate", help="fit a version's abstain threshold on its negatives"))
     deletion.add_arguments(sub.add_parser("deletion", help="check heatmaps: grey out their top pixels vs random ones"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -20,6 +20,8 @@ import numpy as np
 
 import model_store
 import runtimes
+from model_store import ood
+from training import abstain
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -138,6 +140,10 @@ def export_version(vdir: Path, calibration: np.ndarray, val_images: np.ndarray, 
         shutil.rmtree(staged, ignore_errors=True)
     metadata = json.loads((vdir / model_store.METADATA_FILE).read_text())
     metadata["runtimes"] = found
+    sets = abstain.sets_for(metadata, val_images, val_labels)
+    if sets is not None:  # a version trained with negatives: refit its threshold, measure the new runtimes
+        metadata = abstain.apply(vdir, model, metadata, sets, float((metadata.get("ood") or {}).get(
+            "target_abstain_rate", ood.DEFAULT_ABSTAIN_RATE)))[0]
     _write_json_atomic(vdir / model_store.METADATA_FILE, metadata)
     for path in old:  # older exports: no metadata names them any more
         shutil.rmtree(path, ignore_errors=True)
@@ -149,25 +155,40 @@ def summary(found: dict[str, dict]) -> str:
     return "; ".join(f"{n} {e['val_accuracy']:.4f}" for n, e in found.items() if n in runtimes.NAMES)
 
 
-def _calibration_and_validation(args, metadata: dict):
+def validation_of(metadata: dict, val_dir: str | None = None, seed: int = 1337):
+    """A version's validation photos: its --val-dir, else the same held-out split train made."""
     from training import cache, data
 
     ds = metadata.get("dataset") or {}
+    val_dir = val_dir or ds.get("val_dir")
+    class_names = list(metadata["class_names"])
+    if val_dir:
+        val_pairs = data.list_files(val_dir, class_names, None, seed)
+    else:
+        train_dirs = ds.get("train_dirs")
+        if not train_dirs:
+            raise SystemExit("this version does not record its folders: pass --val-dir")
+        val_pairs = data.split_pairs(data.list_files(train_dirs, class_names, None, seed), ds.get("val_split") or 0.2,
+                                     int(metadata.get("hyperparameters", {}).get("seed", seed)))[1]
+    return cache.load_cached(val_pairs, class_names, cache.default_cache_dir())
+
+
+def _calibration_and_validation(args, metadata: dict):
+    from training import data
+
+    ds = metadata.get("dataset") or {}
     train_dirs = args.data_dir or ds.get("train_dirs")
-    val_dir = args.val_dir or ds.get("val_dir")
     if not train_dirs:
         raise SystemExit("this version does not record its training folders: pass --data-dir (and --val-dir)")
     class_names = list(metadata["class_names"])
     pairs = data.list_files(train_dirs, class_names, None, args.seed)
-    if val_dir:
-        val_pairs = data.list_files(val_dir, class_names, None, args.seed)
-    else:  # the same held-out split train made
-        pairs, val_pairs = data.split_pairs(pairs, ds.get("val_split") or 0.2, int(metadata.get(
-            "hyperparameters", {}).get("seed", args.seed)))
+    if not (args.val_dir or ds.get("val_dir")):  # the held-out split is not calibration material
+        pairs = data.split_pairs(pairs, ds.get("val_split") or 0.2, int(metadata.get(
+            "hyperparameters", {}).get("seed", args.seed)))[0]
     rng = np.random.default_rng(args.seed)
     chosen = [pairs[i] for i in sorted(rng.choice(len(pairs), min(args.calibration_images, len(pairs)), False))]
     calibration = data.load_image_set(chosen, class_names).images
-    val = cache.load_cached(val_pairs, class_names, cache.default_cache_dir())
+    val = validation_of(metadata, args.val_dir, args.seed)
     return calibration, val.images, val.labels
 
 

@@ -36,12 +36,24 @@ def export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set: 
     return found
 
 
-def report(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, source: str) -> None:
+def abstain(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, rate: float
+            ) -> tuple[dict, dict | None]:
+    """Fit the abstain threshold of a version trained with negatives: (metadata, raw scores for the report)."""
+    from training import abstain
+
+    sets = abstain.sets_for(meta, val_set.images, val_set.labels)
+    if sets is None:
+        return meta, None
+    return abstain.apply(folder, model, meta, sets, rate)
+
+
+def report(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, source: str,
+           ood_raw: dict | None = None) -> None:
     """report.html in the version folder, published with it."""
     from training import report
 
     started = time.time()
-    report.write(folder, report.build(model, meta, None, val_set, folder / "history.csv", str(source)))
+    report.write(folder, report.build(model, meta, None, val_set, folder / "history.csv", str(source), ood_raw))
     print(f"wrote the model report ({time.time() - started:.0f} s)", flush=True)
 
 

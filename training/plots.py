@@ -66,3 +66,23 @@ def reliability(bins: list[dict], ece: float, out_png: str | Path | IO[bytes]) -
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+def ood_histograms(val_scores, others: dict, threshold: float, out_png: str | Path | IO[bytes]) -> None:
+    """Score histograms: the validation photos against each other set (density), with the threshold."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0.0, 1.0, 41)
+    ax.hist(val_scores, bins=bins, density=True, alpha=0.55, label=f"validation ({len(val_scores)})", color="C0")
+    for i, (name, scores) in enumerate(others.items()):
+        ax.hist(scores, bins=bins, density=True, histtype="step", lw=1.6, label=f"{name} ({len(scores)})",
+                color=f"C{i + 1}")
+    ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.3f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("OOD score (higher = less like the trained classes)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7, loc="upper center")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)

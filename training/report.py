@@ -91,8 +91,37 @@ def _rows(rows: list[list], head: list[str] | None = None) -> str:
     return f"<table>{th}{body}</table>"
 
 
+def _abstain(model, metadata: dict, image_set: data.ImageSet, raw: dict | None) -> str:
+    meta = metadata.get("ood")
+    if not meta:
+        return ""
+    from training import abstain
+
+    if raw is None:  # recompute the reference's scores on the version's own measuring sets
+        sets = abstain.sets_for(metadata, image_set.images, image_set.labels)
+        if sets is None:
+            return ""
+        raw = abstain.scores_of(lambda x: predict_arrays(model, x), sets)
+    others = {f"{k} (held out)": s for k, s in raw["heldout"].items()} | dict(raw["synthetic"])
+    fig = _img(_png(lambda f: plots.ood_histograms(raw["val"][1], others, meta["threshold"], f)), "OOD scores")
+    v = meta["validation"]
+    rows = [["validation photos", v["images"], f"{v['abstain_rate']:.1%}", "-"]]
+    rows += [[f"{k} ({group})", f["images"], f"{f['abstain_rate']:.1%}", f"{f['auroc']:.3f}"]
+             for group in ("heldout", "synthetic") for k, f in meta[group].items()]
+    runtime_rows = [[n, f"{r['ood']['val_abstain_rate']:.1%}", f"{r['ood']['heldout_abstain_rate']:.1%}",
+                     f"{r['ood']['synthetic_abstain_rate']:.1%}", f"{r['ood']['decision_agreement']:.2%}"]
+                    for n, r in (metadata.get("runtimes") or {}).items() if isinstance(r, dict) and r.get("ood")]
+    return (f"<h2>Abstaining (\"unknown\")</h2><p class=muted>Score {html.escape(meta['method'])}, threshold "
+            f"{meta['threshold']:.4f}, fitted to abstain on {meta['target_abstain_rate']:.0%} of the validation "
+            f"photos; accuracy on the answered ones {v['accuracy_answered']}. Held out: photos of kinds trained "
+            f"on as negatives, never trained on themselves; synthetic: kinds never seen.</p>"
+            f"{_rows(rows, ['set', 'images', 'abstained', 'AUROC'])}"
+            + (_rows(runtime_rows, ["runtime", "validation", "held out", "synthetic", "same decision"])
+               if runtime_rows else "") + f"<div class=figs>{fig}</div>")
+
+
 def build(model, metadata: dict, version: int | None, image_set: data.ImageSet, history_csv: Path | None,
-          source: str) -> str:
+          source: str, ood_raw: dict | None = None) -> str:
     """The report's HTML for one version (None: not yet published), evaluated on image_set."""
     title = f"AlexNet model version {version}" if version is not None else "AlexNet model report"
     names = model_store.display_names(metadata)
@@ -120,7 +149,8 @@ def build(model, metadata: dict, version: int | None, image_set: data.ImageSet, 
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}"
             f"</title><style>{STYLE}</style></head><body><h1>{title}</h1>"
             f"{_rows(summary)}<h2>Per class</h2>{per_class}<h2>Curves, confusion matrix, calibration</h2>"
-            f"<div class=figs>{''.join(figs)}</div><h2>Most confident mistakes</h2><p class=muted>Each photo as the "
+            f"<div class=figs>{''.join(figs)}</div>{_abstain(model, metadata, image_set, ood_raw)}"
+            f"<h2>Most confident mistakes</h2><p class=muted>Each photo as the "
             f"model saw it and its Grad-CAM heatmap for the wrong answer: bright areas drove it.</p>"
             f"{_gallery(model, image_set, probs, names)}</body></html>\n")
 

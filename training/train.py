@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 import model_store
+from model_store import ood
 from training import budget, cache, data, distributed, finish, loop, negatives, pipeline, plots, precision, resume
 from training.model import build_alexnet
 
@@ -151,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
     meta = finish.metadata(args, train_set, val_set, summary, seconds, strategy)
     if not args.no_export:
         meta["runtimes"] = finish.export(folder, model, train_set, val_set, args.seed)
+    meta, ood_raw = finish.abstain(folder, model, meta, val_set, args.abstain_rate)
     if not args.no_report:
-        finish.report(folder, model, meta, val_set, args.val_dir or "the held-out split")
+        finish.report(folder, model, meta, val_set, args.val_dir or "the held-out split", ood_raw)
     (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     version = model_store.publish(local_store, folder)
     where = model_store.version_dir(local_store, version)
@@ -199,6 +201,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "served version can abstain (repeatable)")
     parser.add_argument("--negatives-holdout", type=float, default=negatives.HOLDOUT,
                         help="fraction of each negative kind kept out of training to calibrate and report on")
+    parser.add_argument("--abstain-rate", type=float, default=ood.DEFAULT_ABSTAIN_RATE,
+                        help="share of the validation photos the fitted abstain threshold abstains on")
     parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out when no --val-dir")
     parser.add_argument("--model-store", default="model_store",
                         help="store to publish the version into (a folder or gs://bucket/prefix)")

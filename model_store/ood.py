@@ -1,0 +1,45 @@
+"""The "neither" answer: an out-of-distribution score and the abstain decision every consumer shares.
+
+A version trained with negatives (`train --negatives`, outlier exposure) learned to be unsure on photos
+of other things, so its uncertainty is the score: 0 when one class has all the probability, 1 when every
+class has the same. A version's metadata carries the threshold fitted at training or export time
+(`ood.threshold`); a score above it abstains. Computed from the probabilities alone, so every runtime and
+every consumer (server, batch scoring, CLI) decides the same way at no extra model cost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNKNOWN_LABEL = "unknown"
+METHOD = "msp"  # 1 - the maximum softmax probability, rescaled to [0, 1]
+DEFAULT_ABSTAIN_RATE = 0.02  # share of the validation photos a fitted threshold abstains on
+
+
+def scores(probabilities: np.ndarray) -> np.ndarray:
+    """OOD score per row of probabilities (N, K): (1 - max p) / (1 - 1/K), higher = less like the classes."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    k = probs.shape[-1]
+    return np.clip((1.0 - probs.max(axis=-1)) / (1.0 - 1.0 / k), 0.0, 1.0)
+
+
+def fit_threshold(val_scores: np.ndarray, abstain_rate: float = DEFAULT_ABSTAIN_RATE) -> float:
+    """The score above which about `abstain_rate` of the (in-distribution) validation photos lie."""
+    if not 0.0 <= abstain_rate < 1.0:
+        raise ValueError("abstain rate must be in [0, 1)")
+    return float(np.quantile(np.asarray(val_scores, dtype=np.float64), 1.0 - abstain_rate, method="higher"))
+
+
+def threshold_of(metadata: dict) -> float | None:
+    """The fitted threshold of a version, or None for a version trained without one."""
+    value = (metadata.get("ood") or {}).get("threshold")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def abstains(ood_scores: np.ndarray, threshold: float | None) -> np.ndarray:
+    """True where a prediction abstains (never when threshold is None: abstaining is off)."""
+    ood_scores = np.asarray(ood_scores)
+    if threshold is None:
+        return np.zeros(ood_scores.shape, dtype=bool)
+    return ood_scores > threshold
+

@@ -1,0 +1,164 @@
+"""Fit and measure a version's abstain threshold (model_store.ood): validation photos against held-out
+negatives (kinds the version trained on, photos it did not) and synthetic images (kinds it never saw).
+
+The threshold is fitted once, on the float reference (the Keras model), so that `abstain_rate` of the
+validation photos abstain; every exported runtime is then measured with that same threshold and its
+decisions compared with the reference's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from model_store import ood
+from training import cache, negatives, synthetic
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC_PER_KIND = 50
+# A runtime whose abstain rates drift further than this from the float reference's is not auto-served.
+MAX_ABSTAIN_DRIFT = 0.02
+
+
+@dataclass
+class OodSets:
+    """Images to measure abstention on: validation (with labels), held-out negatives and synthetic, per kind."""
+
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    heldout: dict[str, np.ndarray] = field(default_factory=dict)
+    synthetic: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def load_sets(val_images: np.ndarray, val_labels: np.ndarray, negative_dirs: list[str], holdout: float,
+              seed: int, class_names: list[str]) -> OodSets:
+    """The held-out part of every negative kind (the same split train made) and the synthetic kinds."""
+    _, held = negatives.split(negative_dirs, holdout, seed)
+    heldout = {}
+    for kind, files in held.items():
+        loaded = cache.load_cached([(f, negatives.NEGATIVE) for f in files], class_names, cache.default_cache_dir())
+        heldout[kind] = loaded.images
+    return OodSets(val_images, val_labels, heldout, synthetic.all_kinds(SYNTHETIC_PER_KIND, seed))
+
+
+def _probs(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int = 32) -> np.ndarray:
+    out = [predict(np.asarray(images[i:i + batch])) for i in range(0, len(images), batch)]
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def scores_of(predict: Callable[[np.ndarray], np.ndarray], sets: OodSets) -> dict:
+    """{"val": (probs, scores), "heldout": {kind: scores}, "synthetic": {kind: scores}} for one runtime."""
+    val_probs = _probs(predict, sets.val_images)
+    return {"val": (val_probs, ood.scores(val_probs)),
+            "heldout": {k: ood.scores(_probs(predict, v)) for k, v in sets.heldout.items()},
+            "synthetic": {k: ood.scores(_probs(predict, v)) for k, v in sets.synthetic.items()}}
+
+
+def _kind_figures(val_scores: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    return {"images": int(len(scores)), "abstain_rate": round(float(ood.abstains(scores, threshold).mean()), 4),
+            "auroc": round(float(roc_auc_score(np.r_[np.zeros(len(val_scores)), np.ones(len(scores))],
+                                               np.r_[val_scores, scores])), 4)}
+
+
+def figures(found: dict, labels: np.ndarray, threshold: float) -> dict:
+    """Validation abstain rate and accuracy on the answered photos; abstain rate and AUROC per kind."""
+    probs, val_scores = found["val"]
+    abstained = ood.abstains(val_scores, threshold)
+    answered = ~abstained
+    correct = probs.argmax(axis=1) == labels
+    return {
+        "validation": {"images": int(len(labels)), "abstain_rate": round(float(abstained.mean()), 4),
+                       "accuracy_answered": round(float(correct[answered].mean()), 4) if answered.any() else None,
+                       "accuracy_all": round(float(correct.mean()), 4)},
+        "heldout": {k: _kind_figures(val_scores, s, threshold) for k, s in found["heldout"].items()},
+        "synthetic": {k: _kind_figures(val_scores, s, threshold) for k, s in found["synthetic"].items()},
+    }
+
+
+def _decisions(found: dict, threshold: float) -> np.ndarray:
+    parts = [found["val"][1], *found["heldout"].values(), *found["synthetic"].values()]
+    return ood.abstains(np.concatenate(parts), threshold)
+
+
+def _pooled_rate(fig: dict, group: str) -> float | None:
+    kinds = fig[group].values()
+    n = sum(k["images"] for k in kinds)
+    return round(sum(k["abstain_rate"] * k["images"] for k in kinds) / n, 4) if n else None
+
+
+def calibrate(reference: Callable[[np.ndarray], np.ndarray], others: dict[str, Callable], sets: OodSets,
+              abstain_rate: float = ood.DEFAULT_ABSTAIN_RATE) -> tuple[dict, dict[str, dict], dict]:
+    """(metadata's `ood`, each runtime's abstain figures, the reference's raw scores for the report)."""
+    ref = scores_of(reference, sets)
+    threshold = ood.fit_threshold(ref["val"][1], abstain_rate)
+    meta = {"method": ood.METHOD, "threshold": round(threshold, 6), "target_abstain_rate": abstain_rate,
+            **figures(ref, sets.val_labels, threshold)}
+    ref_decisions = _decisions(ref, threshold)
+    per_runtime = {}
+    for name, predict in others.items():
+        found = scores_of(predict, sets)
+        fig = figures(found, sets.val_labels, threshold)
+        per_runtime[name] = {
+            "val_abstain_rate": fig["validation"]["abstain_rate"],
+            "heldout_abstain_rate": _pooled_rate(fig, "heldout"),
+            "synthetic_abstain_rate": _pooled_rate(fig, "synthetic"),
+            "decision_agreement": round(float((_decisions(found, threshold) == ref_decisions).mean()), 4),
+        }
+    return meta, per_runtime, ref
+
+
+def summary(meta: dict) -> str:
+    """One console line of a version's abstain figures."""
+    v = meta["validation"]
+    kinds = "; ".join(f"{k} {f['abstain_rate']:.1%} (AUROC {f['auroc']:.3f})"
+                      for group in ("heldout", "synthetic") for k, f in meta[group].items())
+    return (f"abstain threshold {meta['threshold']:.4f}: validation abstains {v['abstain_rate']:.1%}, "
+            f"accuracy on the answered {v['accuracy_answered']}; {kinds}")
+
+
+def sets_for(metadata: dict, val_images: np.ndarray, val_labels: np.ndarray,
+             negative_dirs: list[str] | None = None) -> OodSets | None:
+    """The measuring sets of a version: its own negatives' held-out part, or all of `negative_dirs` when the
+    version did not train on them; None when there are no negatives to calibrate against."""
+    ds = metadata.get("dataset") or {}
+    trained = [str(d) for d in ds.get("negatives") or []]
+    dirs = [str(d) for d in negative_dirs or trained]
+    if not dirs:
+        return None
+    seed = int((metadata.get("hyperparameters") or {}).get("seed", 1337))
+    if dirs == trained:
+        return load_sets(val_images, val_labels, dirs, float(ds.get("negatives_holdout") or negatives.HOLDOUT),
+                         seed, list(metadata["class_names"]))
+    sets = load_sets(val_images, val_labels, [], 0.0, seed, list(metadata["class_names"]))
+    for kind, files in negatives.kinds(dirs).items():  # never trained on: every photo measures
+        pairs = [(f, negatives.NEGATIVE) for f in files]
+        sets.heldout[kind] = cache.load_cached(pairs, list(metadata["class_names"]), cache.default_cache_dir()).images
+    return sets
+
+
+def apply(folder, keras_model, metadata: dict, sets: OodSets, abstain_rate: float = ood.DEFAULT_ABSTAIN_RATE
+          ) -> tuple[dict, dict]:
+    """Fit the threshold on the Keras model and measure every exported runtime of a version folder with it;
+    returns (the updated metadata, the reference's raw scores). Writes nothing."""
+    from runtimes.keras_h5 import KerasRuntime
+    from runtimes.openvino_ir import OpenVinoRuntime
+
+    found = metadata.get("runtimes") or {}
+    others = {name: OpenVinoRuntime(folder / entry["files"][0], name).predict
+              for name, entry in found.items() if name != "tensorflow" and isinstance(entry, dict)}
+    meta, per_runtime, raw = calibrate(KerasRuntime(keras_model).predict, others, sets, abstain_rate)
+    out = {**metadata, "ood": meta}
+    if found:
+        out["runtimes"] = {name: {**entry, **({"ood": per_runtime[name]} if name in per_runtime else {})}
+                           for name, entry in found.items()}
+    print(summary(meta), flush=True)
+    for name, fig in per_runtime.items():
+        print(f"{name:<14} abstains: validation {fig['val_abstain_rate']:.1%}, held-out negatives "
+              f"{fig['heldout_abstain_rate']:.1%}, synthetic {fig['synthetic_abstain_rate']:.1%}; same decision "
+              f"as the reference on {fig['decision_agreement']:.1%} of the images", flush=True)
+    return out, raw

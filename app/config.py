@@ -26,11 +26,13 @@ DEFAULTS: dict[str, object] = {
     "MODEL_RUNTIME": "auto",             # auto | openvino-int8 | openvino | tensorflow (see runtimes/)
     "EXPLAIN_CONCURRENCY": 1,            # /explain requests computed at once per worker (more wait, then 503)
     "EXPLAIN_BATCH": 2,                  # explanation images per model call: what a /predict may wait behind
+    "ABSTAIN": "on",                     # on: answer "unknown" above the version's threshold (if it has one); off
+    "ABSTAIN_THRESHOLD": None,           # override the version's fitted OOD-score threshold (0-1)
 }
 
 _INT = {"MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",
         "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
-_FLOAT = {"DECODE_BUDGET_MEGAPIXELS", "MALLOC_TRIM_SECONDS",
+_FLOAT = {"ABSTAIN_THRESHOLD", "DECODE_BUDGET_MEGAPIXELS", "MALLOC_TRIM_SECONDS",
           "MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
 
 
@@ -50,4 +52,10 @@ def from_env(environ: dict | None = None) -> dict:
     out["MODEL_RUNTIME"] = str(out["MODEL_RUNTIME"]).lower()
     if out["MODEL_RUNTIME"] not in RUNTIME_CHOICES:
         raise ValueError(f"MODEL_RUNTIME={out['MODEL_RUNTIME']!r} is not one of {', '.join(RUNTIME_CHOICES)}")
+    out["ABSTAIN"] = str(out["ABSTAIN"]).lower()
+    if out["ABSTAIN"] not in ("on", "off"):
+        raise ValueError(f"ABSTAIN={out['ABSTAIN']!r} is not one of on, off")
+    threshold = out["ABSTAIN_THRESHOLD"]
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"ABSTAIN_THRESHOLD={threshold!r} is not between 0 and 1")
     return out

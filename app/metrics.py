@@ -38,6 +38,16 @@ DECODE_WAIT = Histogram("decode_budget_wait_seconds", "Time an upload waited for
                         buckets=(0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10))
 EXPLANATIONS = Histogram("explanation_duration_seconds", "Seconds per explanation (model work included)",
                          ["method"], buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2.5, 5, 10))
+ANSWERS = Counter("predictions_total", "Images answered, by model version", ["version"])
+ABSTENTIONS = Counter("abstentions_total", "Images answered \"unknown\" (OOD score above the threshold), by model "
+                      "version", ["version"])
+
+
+def count_answers(version: int, images: int, abstained: int) -> None:
+    """Count one request's answered images and how many of them abstained."""
+    ANSWERS.labels(version=str(version)).inc(images)
+    if abstained:
+        ABSTENTIONS.labels(version=str(version)).inc(abstained)
 
 
 def observe_batch(size: int, seconds: float) -> None:

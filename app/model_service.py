@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from flask import Flask, current_app, g
@@ -16,8 +17,9 @@ import model_store
 import runtimes
 from app import metrics
 from app.batching import HIGH, Batcher, OverloadedError
-from app.predictor import ModelLoadError, Predictor, load_predictor
+from app.predictor import ModelLoadError, Predictor, abstain_threshold, load_predictor
 from explain.occlusion import IMAGES_PER_EXPLANATION
+from model_store import ood
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,22 @@ class ClientGoneError(Exception):
 
 @dataclass
 class Classified:
-    """Probabilities for a list of images and the version that produced them."""
+    """Probabilities for a list of images, the version that produced them and its abstain threshold."""
 
     version: int
     class_names: list[str]
     probabilities: np.ndarray
+    threshold: float | None = None
+
+    @cached_property
+    def ood_scores(self) -> np.ndarray:
+        """OOD score per image (model_store.ood)."""
+        return ood.scores(self.probabilities)
+
+    @cached_property
+    def abstained(self) -> np.ndarray:
+        """True for the images answered "unknown"."""
+        return ood.abstains(self.ood_scores, self.threshold)
 
 
 class ModelService:
@@ -76,7 +89,8 @@ class ModelService:
         try:
             predictor = load_predictor(self.local_store, version, int(self.config["BATCH_MAX_SIZE"]),
                                        str(self.config.get("TTA") or "none"),
-                                       str(self.config.get("MODEL_RUNTIME") or "auto"))
+                                       str(self.config.get("MODEL_RUNTIME") or "auto"),
+                                       str(self.config.get("ABSTAIN") or "on"), self.config.get("ABSTAIN_THRESHOLD"))
         except (ModelLoadError, FileNotFoundError) as exc:
             self.states[version] = {"state": "END", "error_message": str(exc), "failed": True}
             metrics.MODEL_LOADS.labels(outcome="failed").inc()
@@ -209,11 +223,17 @@ class ModelService:
             # A hot swap landed between two images of one request: redo it whole on one version.
             return self.classify(images, client_gone, priority)
         version = versions.pop()
-        names = self.predictor.class_names if self.predictor.version == version else self._names_of(version)
-        return Classified(version, names, np.stack([row for _, row in results]))
+        current = self.predictor
+        if current.version == version:
+            names, threshold = current.class_names, current.abstain_threshold
+        else:
+            names, threshold = self._names_of(version)
+        return Classified(version, names, np.stack([row for _, row in results]), threshold)
 
-    def _names_of(self, version: int) -> list[str]:
-        return list(model_store.read_metadata(self.local_store, version)["class_names"])
+    def _names_of(self, version: int) -> tuple[list[str], float | None]:
+        metadata = model_store.read_metadata(self.local_store, version)
+        return list(metadata["class_names"]), abstain_threshold(
+            metadata, str(self.config.get("ABSTAIN") or "on"), self.config.get("ABSTAIN_THRESHOLD"))
 
 
 def get_service() -> ModelService:

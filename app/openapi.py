@@ -37,23 +37,34 @@ def v2_request(max_images: int, with_outputs: bool = False, methods: list[str] |
                           "description": "[number of images]; must equal len(data)"},
                 "data": {"type": "array", "minItems": 1, "maxItems": max_images, "items": B64}}}}}
     if with_outputs:
-        props["outputs"] = {"type": "array", "maxItems": 1, "items": {
+        props["outputs"] = {"type": "array", "maxItems": 2, "items": {
             "type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "enum": ["probabilities"]},
+                "name": {"type": "string", "enum": ["probabilities", "ood_score"]},
                 "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}
     if methods:
         props["parameters"] = {"type": "object", "properties": {"method": {"type": "string", "enum": methods}}}
     return {"type": "object", "required": ["inputs"], "properties": props}
 
 
+ABSTAIN_PROPS = {
+    "ood_score": {"type": "number", "minimum": 0, "maximum": 1,
+                  "description": "higher = less like the trained classes (1 - top probability, rescaled)"},
+    "abstained": {"type": "boolean", "description": "ood_score is above the version's threshold: label is "
+                                                    '"unknown"; the class probabilities stay'},
+}
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "Prediction": {
-        "type": "object", "required": ["label", "confidence", "probabilities", "model_version"],
+        "type": "object", "required": ["label", "confidence", "probabilities", "model_version", "ood_score",
+                                       "abstained"],
         "properties": {
-            "label": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "label": {"type": "string", "description": 'a class name, or "unknown" when abstained'},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                           "description": "probability of the most likely trained class"},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
             "model_version": {"type": "string"}, "filename": {"type": ["string", "null"]},
+            **ABSTAIN_PROPS,
         },
     },
     "Predictions": {"type": "object", "required": ["predictions"], "properties": {
@@ -70,12 +81,13 @@ SCHEMAS = {
         "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"}}},
     "V2InferRequest": v2_request(32, with_outputs=True),
     "Explanation": {
-        "type": "object", "required": ["label", "confidence", "probabilities", "model_version", "method", "heatmap",
-                                       "overlay_png"],
+        "type": "object", "required": ["label", "confidence", "probabilities", "model_version", "ood_score",
+                                       "abstained", "method", "heatmap", "overlay_png"],
         "properties": {
             "label": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-            "model_version": {"type": "string"}, "method": {"type": "string", "enum": ["gradcam", "occlusion"]},
+            "model_version": {"type": "string"}, **ABSTAIN_PROPS,
+            "method": {"type": "string", "enum": ["gradcam", "occlusion"]},
             "heatmap": {"type": "array", "items": {"type": "array", "items": {
                 "type": "number", "minimum": 0, "maximum": 1}}},
             "overlay_png": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}}},
@@ -112,7 +124,8 @@ def _v2_infer(body: dict) -> dict:
     op["post"]["responses"]["200"]["content"]["application/octet-stream"] = {
         "schema": {"type": "string", "format": "binary",
                    "description": "binary tensor data: the first Inference-Header-Content-Length bytes are the "
-                                  "JSON response, then the probabilities as little-endian float32"}}
+                                  "JSON response, then each binary output (probabilities, ood_score) as "
+                                  "little-endian float32, in the order the JSON lists them"}}
     op["post"]["responses"]["200"]["headers"] = {"Inference-Header-Content-Length": {
         "description": "length of the JSON part (binary responses only)", "schema": {"type": "integer"}}}
     return op

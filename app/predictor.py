@@ -11,6 +11,7 @@ import numpy as np
 
 import model_store
 import runtimes
+from model_store import ood
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Predictor:
     max_batch: int
     warmup_seconds: float = 0.0
     tta: str = "none"
+    abstain_threshold: float | None = None  # OOD score above which answers are "unknown" (None: never)
 
     @property
     def display_names(self) -> dict[str, str]:
@@ -69,8 +71,16 @@ def _read_metadata(vdir) -> tuple[dict, list[str]]:
         raise ModelLoadError(f"bad metadata.json in {vdir}: {exc}") from exc
 
 
+def abstain_threshold(metadata: dict, abstain: str = "on", override: float | None = None) -> float | None:
+    """The threshold a version serves with: none when ABSTAIN=off, else ABSTAIN_THRESHOLD, else the version's
+    fitted one (a version without one answers as before)."""
+    if abstain == "off":
+        return None
+    return float(override) if override is not None else ood.threshold_of(metadata)
+
+
 def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
-                   runtime: str = "auto") -> Predictor:
+                   runtime: str = "auto", abstain: str = "on", threshold: float | None = None) -> Predictor:
     """Load one version with the chosen runtime (MODEL_RUNTIME), check it against its metadata, warm it."""
     vdir = model_store.version_dir(store, version)
     metadata, class_names = _read_metadata(vdir)
@@ -96,7 +106,8 @@ def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
                          if trained_with.get(k) != model_store.PREPROCESSING_SPEC.get(k))
         log.warning("model version %s was trained with other preprocessing (%s differ): retrain for the "
                     "accuracy in its metadata to hold", version, ", ".join(changed))
-    predictor = Predictor(version, metadata, class_names, model, max_batch, tta=model_store.tta.check_mode(tta))
+    predictor = Predictor(version, metadata, class_names, model, max_batch, tta=model_store.tta.check_mode(tta),
+                          abstain_threshold=abstain_threshold(metadata, abstain, threshold))
     started = time.monotonic()
     sizes = warmup_sizes(max_batch)
     for size in sizes:

@@ -59,17 +59,19 @@ def _flag(holder: dict, key: str, what: str) -> bool | None:
     return value
 
 
-def wants_binary(body: dict, output_name: str) -> bool:
-    """True when the request asks for this output as binary (per output, else binary_data_output)."""
+def requested_outputs(body: dict, names: tuple[str, ...]) -> dict[str, bool]:
+    """{output name: as binary?} of the outputs a request asks for (every output when it names none)."""
     outputs = body.get("outputs", [])
-    if not isinstance(outputs, list) or len(outputs) > 1:
-        raise ApiError("'outputs' must be a list of at most one requested output")
+    if not isinstance(outputs, list):
+        raise ApiError("'outputs' must be a list of requested outputs")
+    default = bool(_flag(body, "binary_data_output", "parameters"))
+    wanted: dict[str, bool] = {}
     for i, out in enumerate(outputs):
-        if isinstance(out, dict) and out.get("name") == output_name:
-            flag = _flag(out, "binary_data", f"outputs[{i}].parameters")
-            if flag is not None:
-                return flag
-    return bool(_flag(body, "binary_data_output", "parameters"))
+        if not isinstance(out, dict) or out.get("name") not in names:
+            raise ApiError(f"unknown output {out!r}: this model's outputs are {', '.join(map(repr, names))}")
+        flag = _flag(out, "binary_data", f"outputs[{i}].parameters")
+        wanted[out["name"]] = default if flag is None else flag
+    return wanted or dict.fromkeys(names, default)
 
 
 def fp32_bytes(array: np.ndarray) -> bytes:

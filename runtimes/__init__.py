@@ -19,6 +19,8 @@ NAMES = ("openvino-int8", "openvino", "tensorflow")
 CHOICES = ("auto", *NAMES)
 # auto serves int8 only when it lost at most this much validation accuracy against float32.
 MAX_INT8_DROP = 0.01
+# ... and, for a version that abstains, when its abstain rates moved at most this much from float32's.
+MAX_INT8_ABSTAIN_DRIFT = 0.02
 _LIBRARY = {"openvino-int8": "openvino", "openvino": "openvino", "tensorflow": "tensorflow"}
 
 
@@ -52,13 +54,19 @@ def exported(metadata: dict) -> dict[str, dict]:
 
 def _int8_good_enough(found: dict[str, dict]) -> bool:
     int8, fp32 = found["openvino-int8"].get("val_accuracy"), found.get("openvino", {}).get("val_accuracy")
-    if int8 is None or fp32 is None:
+    if int8 is None or fp32 is None or float(int8) < float(fp32) - MAX_INT8_DROP:
         return False
-    return float(int8) >= float(fp32) - MAX_INT8_DROP
+    int8_ood, fp32_ood = found["openvino-int8"].get("ood"), found.get("openvino", {}).get("ood")
+    if not (int8_ood and fp32_ood):  # a version without an abstain threshold: accuracy decides alone
+        return True
+    keys = ("val_abstain_rate", "heldout_abstain_rate", "synthetic_abstain_rate")
+    return all(abs(float(int8_ood.get(k) or 0.0) - float(fp32_ood.get(k) or 0.0)) <= MAX_INT8_ABSTAIN_DRIFT
+               for k in keys)
 
 
 def choose(metadata: dict, requested: str = "auto", is_installed: Callable[[str], bool] | None = None) -> str:
-    """The runtime to serve a version with: `requested`, or for auto int8 (if within MAX_INT8_DROP of float32),
+    """The runtime to serve a version with: `requested`, or for auto int8 (if within MAX_INT8_DROP of float32's
+    accuracy and MAX_INT8_ABSTAIN_DRIFT of its abstain rates),
     else OpenVINO float32, else TensorFlow. Raises RuntimeUnavailableError naming the fix."""
     if requested not in CHOICES:
         raise RuntimeUnavailableError(f"unknown MODEL_RUNTIME {requested!r}; choose from {', '.join(CHOICES)}")

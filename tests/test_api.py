@@ -100,7 +100,8 @@ def test_v2_api(client, sample_jpeg):
     meta = client.get("/v2/models/alexnet").json
     assert meta["name"] == "alexnet" and meta["versions"] == ["1"]
     assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
-    assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
+    assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
+                               {"name": "ood_score", "datatype": "FP32", "shape": [-1]}]
     b64 = base64.b64encode(sample_jpeg).decode()
     req = {"id": "r1", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": [b64, b64]}]}
     body = client.post("/v2/models/alexnet/infer", json=req).json
@@ -108,6 +109,9 @@ def test_v2_api(client, sample_jpeg):
     out = body["outputs"][0]
     assert out["datatype"] == "FP32" and out["shape"] == [2, 2] and len(out["data"]) == 4
     assert sum(out["data"][:2]) == pytest.approx(1.0, abs=1e-5)
+    ood_out = body["outputs"][1]
+    assert ood_out["name"] == "ood_score" and ood_out["shape"] == [2]
+    assert ood_out["data"][0] == pytest.approx(2 * (1 - max(out["data"][:2])), abs=1e-5)
 
 
 @pytest.mark.parametrize("path", ["/v1/models/resnet", "/v1/models/resnet/metadata", "/v2/models/resnet",

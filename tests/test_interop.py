@@ -125,10 +125,18 @@ def test_tritonclient_against_gunicorn(live_server, sample_jpeg):
     for data, binary_in in ((b64, False), (sample_jpeg, True)):
         for binary_out in (False, True):
             np.testing.assert_allclose(infer(data, binary_in, binary_out), expected, atol=1e-6)
-    # No outputs named: tritonclient asks for binary_data_output and reads it back.
+    # No outputs named: tritonclient asks for binary_data_output and reads every output back.
     inp = httpclient.InferInput("image", [1], "BYTES")
     inp.set_data_from_numpy(np.array([sample_jpeg], dtype=object), binary_data=True)
-    np.testing.assert_allclose(client.infer("alexnet", [inp]).as_numpy("probabilities"), expected, atol=1e-6)
+    both = client.infer("alexnet", [inp])
+    np.testing.assert_allclose(both.as_numpy("probabilities"), expected, atol=1e-6)
+    np.testing.assert_allclose(both.as_numpy("ood_score"), [single["ood_score"]], atol=1e-6)
+    assert [o["name"] for o in meta["outputs"]] == ["probabilities", "ood_score"]
+    for binary_out in (False, True):  # the OOD score asked for on its own, JSON and binary
+        ood_only = client.infer("alexnet", [inp], outputs=[httpclient.InferRequestedOutput(
+            "ood_score", binary_data=binary_out)])
+        np.testing.assert_allclose(ood_only.as_numpy("ood_score"), [single["ood_score"]], atol=1e-6)
+        assert ood_only.as_numpy("probabilities") is None
     for data, binary_in in ((base64.b64encode(b"nope").decode(), False), (b"nope", True)):
         with pytest.raises(InferenceServerException) as err:
             infer(data, binary_in, False)

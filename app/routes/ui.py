@@ -27,6 +27,13 @@ def _thumbnail(arr: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def neither_text(display: dict[str, str]) -> str:
+    """What an abstained card says: "This doesn't look like a cat or a dog" (from the display names)."""
+    names = [f"{'an' if n[:1].lower() in 'aeiou' else 'a'} {n}" for n in display.values()]
+    joined = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
+    return f"This doesn't look like {joined or 'anything the model knows'}"
+
+
 @bp.get("/")
 def index():
     """The upload form."""
@@ -35,7 +42,7 @@ def index():
     report = None
     if p and report_exists(p.version):
         report = url_for("report.report", name=model_store.MODEL_NAME, version=p.version)
-    return render_template("index.html", labels=list(display.values()), display=display,
+    return render_template("index.html", labels=list(display.values()), display=display, neither=neither_text(display),
                            version=p.version if p else None, runtime=p.runtime_name if p else None, report=report)
 
 
@@ -49,8 +56,8 @@ def _result(name: str | None, array: np.ndarray, want_why: bool) -> dict:
         pred, extra = prediction(classify([array]), 0), {}
     names = get_service().predictor.display_names
     bars = sorted(((names.get(k, k), v) for k, v in pred["probabilities"].items()), key=lambda kv: -kv[1])
-    return {"filename": name, "thumbnail": _thumbnail(array), **pred, **extra,
-            "display_label": names.get(pred["label"], pred["label"]), "bars": bars}
+    label = neither_text(names) if pred.get("abstained") else names.get(pred["label"], pred["label"])
+    return {"filename": name, "thumbnail": _thumbnail(array), **pred, **extra, "display_label": label, "bars": bars}
 
 
 @bp.post("/")

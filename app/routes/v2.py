@@ -19,6 +19,8 @@ bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+OOD_NAME = "ood_score"  # per image, higher = less like the trained classes (model_store.ood)
+OUTPUTS = (OUTPUT_NAME, OOD_NAME)
 
 
 
@@ -59,9 +61,10 @@ def model_metadata(name: str, version: str | None = None):
     return jsonify(
         name=MODEL_NAME, versions=[str(p.version)], platform=PLATFORMS[p.runtime_name],
         inputs=[{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
-        outputs=[{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(p.class_names)]}],
+        outputs=[{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(p.class_names)]},
+                 {"name": OOD_NAME, "datatype": "FP32", "shape": [-1]}],
         parameters={"class_names": p.class_names, "content": "base64-encoded image files (JPEG, PNG, ...)",
-                    "runtime": p.runtime_name},
+                    "runtime": p.runtime_name, "abstain_threshold": p.abstain_threshold},
     )
 
 
@@ -106,26 +109,30 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
 @bp.post("/models/<model:name>/infer")
 @bp.post("/models/<model:name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
-    """BYTES input of image files (base64 JSON or binary extension) -> FP32 probabilities [N, classes]."""
+    """BYTES input of image files (base64 JSON or binary extension) -> FP32 probabilities [N, classes] and
+    ood_score [N]."""
     check_model(name, version)
     head, binary = v2_binary.split_body(request.get_data(cache=False), request.headers.get(v2_binary.HEADER))
     body = json_object(HINT, head)
     if "id" in body and not isinstance(body["id"], str):
         raise ApiError("'id' must be a string")
-    binary_out = v2_binary.wants_binary(body, OUTPUT_NAME)  # validates 'outputs' and the flags first
-    for out in body.get("outputs", []):
-        if not isinstance(out, dict) or out.get("name") != OUTPUT_NAME:
-            raise ApiError(f"unknown output {out!r}: this model has one output, {OUTPUT_NAME!r}")
+    wanted = v2_binary.requested_outputs(body, OUTPUTS)  # validates 'outputs' and the flags first
     result = classify(decode_all(_input_items(body, binary)))
-    probs = result.probabilities
-    output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
-    tail = b""
-    if binary_out:
-        tail = v2_binary.fp32_bytes(probs)
-        output["parameters"] = {"binary_data_size": len(tail)}
-    else:
-        output["data"] = probs.astype(float).ravel().tolist()
-    response = {"model_name": MODEL_NAME, "model_version": str(result.version), "outputs": [output]}
+    tensors = {OUTPUT_NAME: result.probabilities, OOD_NAME: result.ood_scores}
+    outputs, tail = [], b""
+    for name, as_binary in wanted.items():
+        values = tensors[name]
+        output = {"name": name, "datatype": "FP32", "shape": list(values.shape)}
+        if as_binary:
+            blob = v2_binary.fp32_bytes(values)
+            output["parameters"] = {"binary_data_size": len(blob)}
+            tail += blob
+        else:
+            output["data"] = values.astype(float).ravel().tolist()
+        outputs.append(output)
+    response = {"model_name": MODEL_NAME, "model_version": str(result.version), "outputs": outputs}
+    if result.threshold is not None:  # an image abstains ("unknown") when its ood_score is above this
+        response["parameters"] = {"abstain_threshold": result.threshold}
     if "id" in body:
         response["id"] = body["id"]
     if not tail:

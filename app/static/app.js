@@ -86,8 +86,15 @@
   }
 
   function show(body, data, file) {
-    body.querySelector(".label").textContent = shown(data.label) + " ";
-    body.querySelector(".label").append(el("span", "", (data.confidence * 100).toFixed(1) + "%"));
+    const label = body.querySelector(".label");
+    if (data.abstained) {  // "unknown": say so, with the score; the classes' bars and "Why?" stay
+      body.parentElement.classList.add("abstained");
+      label.textContent = (list.dataset.neither || "This doesn't look like anything the model knows") + " ";
+      label.append(el("span", "", "OOD score " + data.ood_score.toFixed(2)));
+    } else {
+      label.textContent = shown(data.label) + " ";
+      label.append(el("span", "", (data.confidence * 100).toFixed(1) + "%"));
+    }
     Object.entries(data.probabilities).sort(function (a, b) { return b[1] - a[1]; }).forEach(function (kv) {
       const row = el("div", "bar");
       const bar = el("progress");

@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,evaluate,predict,download,publish,export,calibrate,report,deletion}."""
+"""Command line: python -m training {train,evaluate,predict,download,publish,export,calibrate,score,report,deletion}."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training import calibrate, deletion, download, evaluate, export, publish, report, train
+    from training import calibrate, deletion, download, evaluate, export, publish, report, score, train
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,11 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     export.add_arguments(sub.add_parser("export", help="add OpenVINO float32 + int8 models to a stored version"))
     report.add_arguments(sub.add_parser("report", help="write report.html (curves, confusion, calibration, "
                                                        "confident mistakes with heatmaps) into a stored version"))
+    score.add_arguments(sub.add_parser("score", help="label a folder or bucket of photos on Apache Beam "
+                                                     "(locally or on Dataflow)"))
     calibrate.add_arguments(sub.add_parser("calibrate", help="fit a version's abstain threshold on its negatives"))
     deletion.add_arguments(sub.add_parser("deletion", help="check heatmaps: grey out their top pixels vs random ones"))
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "beam_args", False):  # only `score` passes unknown flags on (to Beam)
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    return args.func(args, rest) if getattr(args, "beam_args", False) else args.func(args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ PORT ?= 8000
 
 .PHONY: install test lint demo demo-model train evaluate serve bench soak clean bake hadolint base-image image image-train test-image
 
-$(BIN)/activate: requirements.txt requirements-serve.txt requirements-tensorflow.txt requirements-dev.txt
+$(BIN)/activate: requirements.txt requirements-serve.txt requirements-tensorflow.txt requirements-beam.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip

@@ -76,6 +76,22 @@ def corrupt_models(vdir: Path) -> None:
         path.write_bytes(b"<?xml version='1.0'?><net" if path.suffix == ".xml" else b"\0" * 64)
 
 
+BUCKET = "alexnet-models"
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    """A local GCS emulator (gcp-storage-emulator) with one bucket: yields gs://BUCKET/prod."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    yield f"gs://{BUCKET}/prod"
+    server.stop()
+
+
 @pytest.fixture
 def sample_jpeg() -> bytes:
     """One real photo's bytes (a synthetic JPEG without ../shared)."""

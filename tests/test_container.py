@@ -25,9 +25,10 @@ def _env() -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", text.replace("\\\n", " ")))
 
 
-def test_hadolint_clean():
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.train", "Dockerfile.score"])
+def test_hadolint_clean(dockerfile):
     hadolint = Path(sys.executable).parent / "hadolint"
-    proc = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    proc = subprocess.run([str(hadolint), str(ROOT / dockerfile)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -85,7 +86,7 @@ def test_image_cmd_serves_a_prediction(trained_store, tmp_path):
         log.close()
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.train"])
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.train", "Dockerfile.score"])
 def test_image_copies_every_package_its_code_imports(dockerfile):
     """Every first-party package that the copied code imports is copied too (explain/ once was not)."""
     text = (ROOT / dockerfile).read_text()

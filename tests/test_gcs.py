@@ -7,22 +7,7 @@ import pytest
 import model_store
 from app import create_app
 from tests import images
-from tests.conftest import free_port
 from training.__main__ import main
-
-BUCKET = "alexnet-models"
-
-
-@pytest.fixture
-def gcs(monkeypatch):
-    from gcp_storage_emulator.server import create_server
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    yield f"gs://{BUCKET}/prod"
-    server.stop()
 
 
 def test_publish_then_serve_from_bucket(gcs, trained_store, tmp_path):

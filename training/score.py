@@ -59,7 +59,10 @@ def _count_lines(prefix: str, errors: bool) -> int:
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     """Build and run the pipeline; print the counts and the throughput."""
-    import apache_beam as beam
+    try:
+        import apache_beam as beam
+    except ImportError:
+        raise SystemExit("batch scoring needs Apache Beam: pip install -r requirements-beam.txt") from None
 
     from scoring import pipeline
     from scoring.handler import RuntimeModelHandler

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 
@@ -205,3 +206,40 @@ def test_bad_abstain_setting_exits_4_with_one_line(tmp_path):
     assert proc.returncode == 4
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "ABSTAIN='sometimes'" in lines[0], proc.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_page_says_neither_with_the_score_and_why_still_works(colour_store, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import free_port, start_gunicorn, stop, wait_ready
+    from tests.test_browser import ARGS
+
+    port = free_port()
+    proc = start_gunicorn(colour_store, port)
+    base = f"http://127.0.0.1:{port}"
+    grey, red = tmp_path / "grey.jpg", tmp_path / "red.jpg"
+    grey.write_bytes(_jpeg(GREY, 9))
+    red.write_bytes(_jpeg(RED, 9))
+    try:
+        wait_ready(base, proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base + "/")
+            page.set_input_files("#image", [str(grey), str(red)])
+            page.wait_for_selector("text=Done: 2 image(s).", timeout=30_000)
+            abstained = page.locator(".card.abstained")
+            assert abstained.count() == 1
+            text = abstained.locator(".label").inner_text()
+            assert text.startswith("This doesn't look like a cat or a dog") and "OOD score 0.9" in text
+            assert page.locator(".card:not(.abstained) .label").inner_text().startswith("cat")
+            abstained.locator(".why-button").click()
+            page.wait_for_selector(".card.abstained .pics img.overlay", timeout=60_000)
+            assert errors == []
+            browser.close()
+    finally:
+        stop(proc)

@@ -244,3 +244,25 @@ def test_page_says_neither_with_the_score_and_why_still_works(colour_store, tmp_
             browser.close()
     finally:
         stop(proc)
+
+
+def test_openapi_describes_the_abstain_contract(colour_store):
+    import jsonschema
+
+    app = create_app({"MODEL_STORE": str(colour_store), "MODEL_POLL_SECONDS": 0})
+    try:
+        client = app.test_client()
+        doc = client.get("/openapi.json").json
+        schemas = doc["components"]["schemas"]
+        assert {"ood_score", "abstained"} <= set(schemas["Prediction"]["required"])
+        resolver = {"$defs": schemas}
+        schema = json.loads(json.dumps(schemas["Prediction"]).replace("#/components/schemas/", "#/$defs/"))
+        for colour in (RED, GREY):
+            answer = client.post("/predict", data={"image": (io.BytesIO(_jpeg(colour, 6)), "x.jpg")}).json
+            jsonschema.validate(answer, {**schema, **resolver})
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**answer, "abstained": "yes"}, {**schema, **resolver})
+        outputs = schemas["V2InferRequest"]["properties"]["outputs"]["items"]["properties"]["name"]["enum"]
+        assert outputs == ["probabilities", "ood_score"]
+    finally:
+        app.extensions["model_service"].stop()

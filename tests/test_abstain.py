@@ -24,6 +24,22 @@ from training.__main__ import main
 RED, BLUE, GREY = (230, 30, 30), (30, 30, 230), (128, 128, 128)
 
 
+@pytest.fixture(autouse=True)
+def _serving_gauge_restored():
+    """The apps built here serve in this process beside the session's app: put the process-wide
+    model_version_info gauge back as it was, so later tests see only the session app serving."""
+    from app import metrics
+
+    def samples() -> dict:
+        return {tuple(sorted(s.labels.items())): s.value for m in metrics.MODEL_VERSION.collect() for s in m.samples}
+
+    before = samples()
+    yield
+    metrics.MODEL_VERSION.clear()
+    for labels, value in before.items():
+        metrics.MODEL_VERSION.labels(**dict(labels)).set(value)
+
+
 def _jpeg(colour, seed: int = 0, size=(240, 200)) -> bytes:
     rng = np.random.default_rng(seed)
     arr = np.clip(np.array(colour, np.float32) + rng.normal(0, 6, (size[1], size[0], 3)), 0, 255).astype(np.uint8)

@@ -180,6 +180,8 @@ def test_v2_lists_and_answers_the_ood_score(colour_store):
         assert [o["name"] for o in only["outputs"]] == ["ood_score"]
         bad = client.post("/v2/models/alexnet/infer", json={**body, "outputs": [{"name": "logits"}]})
         assert bad.status_code == 400 and "ood_score" in bad.json["error"]
+        twice = client.post("/v2/models/alexnet/infer", json={**body, "outputs": [{"name": "ood_score"}] * 2})
+        assert twice.status_code == 400 and "twice" in twice.json["error"]
         tf = client.post("/v1/models/alexnet:predict", json={"instances": [{"b64": body["inputs"][0]["data"][1]}]})
         assert np.asarray(tf.json["predictions"]).shape == (1, 2)  # TF Serving keeps its shape
     finally:

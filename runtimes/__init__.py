@@ -95,8 +95,8 @@ def files_for(metadata: dict, name: str) -> list[str]:
     return list(exported(metadata)[name]["files"])
 
 
-def load(version_dir: str | Path, metadata: dict, name: str) -> Runtime:
-    """Load one runtime's model from a version folder."""
+def load(version_dir: str | Path, metadata: dict, name: str, threads: int | None = None) -> Runtime:
+    """Load one runtime's model from a version folder (OpenVINO: on `threads` cores, default all)."""
     files = [Path(version_dir) / f for f in files_for(metadata, name)]
     if name == "tensorflow":
         from runtimes.keras_h5 import KerasRuntime
@@ -104,4 +104,4 @@ def load(version_dir: str | Path, metadata: dict, name: str) -> Runtime:
         return KerasRuntime.from_file(files[0])
     from runtimes.openvino_ir import OpenVinoRuntime
 
-    return OpenVinoRuntime(files[0], name)
+    return OpenVinoRuntime(files[0], name, threads)

@@ -9,8 +9,10 @@ import numpy as np
 import openvino as ov
 
 
-def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bool = True) -> ov.CompiledModel:
-    """Compile for the CPU: one stream using every core (the batcher sends one batch at a time).
+def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bool = True,
+               threads: int | None = None) -> ov.CompiledModel:
+    """Compile for the CPU: one stream using every core (the batcher sends one batch at a time), or
+    `threads` of them (several model processes side by side, as batch scoring's workers).
 
     precision 'f32' keeps float32 math even on CPUs where OpenVINO would otherwise run bf16.
     """
@@ -18,6 +20,8 @@ def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bo
     if os.environ.get("OV_CACHE_DIR"):
         core.set_property({"CACHE_DIR": os.environ["OV_CACHE_DIR"]})
     config = {"PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
     return core.compile_model(model if isinstance(model, ov.Model) else core.read_model(model), "CPU", config)
 
 
@@ -26,9 +30,9 @@ class OpenVinoRuntime:
 
     explain_methods: tuple[str, ...] = ()  # no gradients: explanations use occlusion through predict
 
-    def __init__(self, xml: str | Path, name: str = "openvino"):
+    def __init__(self, xml: str | Path, name: str = "openvino", threads: int | None = None):
         self.name = name
-        self.compiled = compile_ir(xml)
+        self.compiled = compile_ir(xml, threads=threads)
         self._request = self.compiled.create_infer_request()  # the batcher calls predict from one thread
         shape = self.compiled.input(0).get_partial_shape()
         self.input_shape = (None, *(d.get_length() for d in list(shape)[1:]))

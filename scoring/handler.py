@@ -17,14 +17,16 @@ from model_store import ood
 class LoadedVersion:
     """One stored version behind its runtime, with what its answers need (classes, threshold)."""
 
-    def __init__(self, store: str, version: int | None, runtime: str, cache_dir: str | None = None):
+    def __init__(self, store: str, version: int | None, runtime: str, cache_dir: str | None = None,
+                 threads: int | None = None):
         # gs:// stores: the version (only the chosen runtime's files) is fetched to a local cache first.
         local = model_store.local_copy(store, cache_dir or tempfile.mkdtemp(prefix="score-model-"), version) \
             if model_store.is_remote(store) else store
         self.version = version or model_store.latest_version(local)
         self.metadata = model_store.read_metadata(local, self.version)
         self.runtime_name = runtimes.choose(self.metadata, runtime)
-        self.runtime = runtimes.load(model_store.version_dir(local, self.version), self.metadata, self.runtime_name)
+        self.runtime = runtimes.load(model_store.version_dir(local, self.version), self.metadata, self.runtime_name,
+                                     threads)
         self.class_names = list(self.metadata["class_names"])
         self.threshold = ood.threshold_of(self.metadata)
 
@@ -34,13 +36,14 @@ class RuntimeModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedVersi
     up to batch_size. The image is not kept in the result: it is not needed downstream."""
 
     def __init__(self, store: str, version: int | None = None, runtime: str = "auto", batch_size: int = 32,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, threads: int | None = None):
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
         self.store, self.version, self.runtime, self.cache_dir = store, version, runtime, cache_dir
+        self.threads = threads  # model threads per worker process (None: every core)
 
     def load_model(self) -> LoadedVersion:
         """Load the version (on each worker)."""
-        return LoadedVersion(self.store, self.version, self.runtime, self.cache_dir)
+        return LoadedVersion(self.store, self.version, self.runtime, self.cache_dir, self.threads)
 
     def run_inference(self, batch: Sequence[np.ndarray], model: LoadedVersion,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:

@@ -2,7 +2,8 @@
 
 Any flag this command does not know goes to Beam as a pipeline option (`--runner DataflowRunner --project
 ... --region ... --temp_location gs://...`, `--direct_num_workers 2`). Without `--runner`, the job runs
-here on Beam's FnApiRunner, one process per core (nothing is downloaded at run time).
+here on Beam's FnApiRunner (nothing is downloaded at run time), in this process: the model call already
+uses every core. With `--direct_num_workers N` (worker processes), each worker's model gets cores / N.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ log = logging.getLogger(__name__)
 
 def pipeline_options(beam_args: list[str]):
     """(runner, options): Beam's options from the leftover flags. Without --runner (or with DirectRunner) the
-    FnApiRunner, one worker process per core unless --direct_num_workers says otherwise: DirectRunner itself
-    would first try to download the Prism runner."""
+    FnApiRunner (DirectRunner itself would first try to download the Prism runner): in this process by
+    default, since the model already uses every core; `--direct_num_workers N` runs N worker processes."""
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -31,8 +32,6 @@ def pipeline_options(beam_args: list[str]):
     if runner not in (None, "DirectRunner", "FnApiRunner"):
         return runner, options
     direct = options.view_as(DirectOptions)
-    if not any(a.startswith("--direct_num_workers") for a in beam_args):
-        direct.direct_num_workers = os.cpu_count() or 1
     if direct.direct_num_workers > 1 and not any(a.startswith("--direct_running_mode") for a in beam_args):
         direct.direct_running_mode = "multi_processing"
     return FnApiRunner(), options
@@ -69,7 +68,15 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # the workers' chatter; progress lines stay
     runner, options = pipeline_options(beam_args)
-    handler = RuntimeModelHandler(args.model_store, args.version, args.runtime, args.batch_size, args.cache_dir)
+    threads = None
+    if not isinstance(runner, str):  # local: the worker processes share this machine's cores
+        from apache_beam.options.pipeline_options import DirectOptions
+
+        direct = options.view_as(DirectOptions)
+        if direct.direct_running_mode == "multi_processing":  # one model per process: split the cores
+            threads = max(1, (os.cpu_count() or 1) // max(1, direct.direct_num_workers or 1))
+    handler = RuntimeModelHandler(args.model_store, args.version, args.runtime, args.batch_size, args.cache_dir,
+                                  threads)
     started = time.monotonic()
     with beam.Pipeline(runner=runner, options=options) as p:
         pipeline.build(p, _input_pattern(args.input), args.output, handler, args.max_file_bytes)

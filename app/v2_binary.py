@@ -60,7 +60,8 @@ def _flag(holder: dict, key: str, what: str) -> bool | None:
 
 
 def requested_outputs(body: dict, names: tuple[str, ...]) -> dict[str, bool]:
-    """{output name: as binary?} of the outputs a request asks for (every output when it names none)."""
+    """{output name: as binary?} of the outputs a request asks for (every output when it names none; an
+    output named twice is answered once, as its last mention asks)."""
     outputs = body.get("outputs", [])
     if not isinstance(outputs, list) or len(outputs) > len(names):
         raise ApiError(f"'outputs' must be a list of at most {len(names)} requested outputs")
@@ -69,8 +70,6 @@ def requested_outputs(body: dict, names: tuple[str, ...]) -> dict[str, bool]:
     for i, out in enumerate(outputs):
         if not isinstance(out, dict) or out.get("name") not in names:
             raise ApiError(f"unknown output {out!r}: this model's outputs are {', '.join(map(repr, names))}")
-        if out["name"] in wanted:
-            raise ApiError(f"output {out['name']!r} is requested twice")
         flag = _flag(out, "binary_data", f"outputs[{i}].parameters")
         wanted[out["name"]] = default if flag is None else flag
     return wanted or dict.fromkeys(names, default)

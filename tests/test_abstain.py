@@ -181,7 +181,9 @@ def test_v2_lists_and_answers_the_ood_score(colour_store):
         bad = client.post("/v2/models/alexnet/infer", json={**body, "outputs": [{"name": "logits"}]})
         assert bad.status_code == 400 and "ood_score" in bad.json["error"]
         twice = client.post("/v2/models/alexnet/infer", json={**body, "outputs": [{"name": "ood_score"}] * 2})
-        assert twice.status_code == 400 and "twice" in twice.json["error"]
+        assert [o["name"] for o in twice.json["outputs"]] == ["ood_score"]  # answered once
+        three = client.post("/v2/models/alexnet/infer", json={**body, "outputs": [{"name": "ood_score"}] * 3})
+        assert three.status_code == 400 and "at most 2" in three.json["error"]
         tf = client.post("/v1/models/alexnet:predict", json={"instances": [{"b64": body["inputs"][0]["data"][1]}]})
         assert np.asarray(tf.json["predictions"]).shape == (1, 2)  # TF Serving keeps its shape
     finally:

@@ -7,22 +7,17 @@ abstain rate, or negatives the version never trained on (then every one of their
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 
 import keras
 
 import model_store
 from model_store import ood
-from training import abstain, export, report
+from training import abstain, export, report, workspace
 
 
 def run(args: argparse.Namespace) -> int:
     """Fit the threshold of one version (default: newest) of a local or gs:// store; rewrite its report."""
-    remote = model_store.is_remote(args.model_store)
-    store = model_store.local_copy(args.model_store, tempfile.mkdtemp(prefix="calibrate-") if remote else None,
-                                   args.version)
-    try:
+    with workspace.version_store(args.model_store, args.version, "calibrate-") as store:
         version = args.version or model_store.latest_version(store)
         vdir = model_store.version_dir(store, version)
         metadata = model_store.read_metadata(store, version)
@@ -35,12 +30,9 @@ def run(args: argparse.Namespace) -> int:
         export._write_json_atomic(vdir / model_store.METADATA_FILE, metadata)
         source = args.val_dir or (metadata.get("dataset") or {}).get("val_dir") or "the held-out split"
         report.write(vdir, report.build(model, metadata, version, val, vdir / "history.csv", str(source), raw))
-        if remote:
+        if model_store.is_remote(args.model_store):
             model_store.update_version(store, version, args.model_store, [model_store.REPORT_FILE])
         print(f"calibrated version {version} of {args.model_store}: threshold {metadata['ood']['threshold']:.4f}")
-    finally:
-        if remote:
-            shutil.rmtree(store, ignore_errors=True)
     return 0
 
 

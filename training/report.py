@@ -12,7 +12,6 @@ import html
 import io
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from PIL import Image
 
 import explain
 import model_store
-from training import data, plots
+from training import data, plots, workspace
 from training.evaluate import metrics
 from training.inference import load_version, predict_arrays
 
@@ -167,10 +166,7 @@ def write(folder: Path, text: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Write report.html for one stored version (local or gs://)."""
-    remote = model_store.is_remote(args.model_store)
-    store = model_store.local_copy(args.model_store, tempfile.mkdtemp(prefix="report-") if remote else None,
-                                   args.version)
-    try:
+    with workspace.version_store(args.model_store, args.version, "report-") as store:
         model, meta, version = load_version(store, args.version)
         data_dir = args.data_dir or (meta.get("dataset") or {}).get("val_dir")
         if not data_dir or not Path(data_dir).is_dir():
@@ -178,13 +174,10 @@ def run(args: argparse.Namespace) -> int:
         image_set = data.load_folder(data_dir, meta["class_names"])
         folder = model_store.version_dir(store, version)
         path = write(folder, build(model, meta, version, image_set, folder / "history.csv", str(data_dir)))
-        if remote:
+        if model_store.is_remote(args.model_store):
             model_store.update_version(store, version, args.model_store, [model_store.REPORT_FILE])
             path = f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}/{model_store.REPORT_FILE}"
         print(f"wrote {path}")
-    finally:
-        if remote:
-            shutil.rmtree(store, ignore_errors=True)
     return 0
 
 

@@ -217,3 +217,16 @@ def test_deadline_stops_a_run_that_would_overrun_its_budget(tmp_path, two_folder
     assert meta["epochs_run"] < 200 and time.monotonic() - started < 60
     # The schedule saw the whole budget spent by the end (so the rate ended at its floor) and not before.
     assert seen[-1] == 1.0 and seen[0] < 1.0
+
+
+def test_negatives_share_fills_every_epoch_to_that_share():
+    labels = np.array([0] * 30 + [1] * 30 + [-1] * 10, np.int32)  # 60 known photos, 10 negatives
+    source = pipeline.EpochBatches(np.zeros((70, 4, 4, 3), np.uint8), labels, 10, 1, augment=True,
+                                   negatives_share=0.5)
+    assert source.steps() == 12  # 60 known + 60 negatives drawn (repeating) = 12 batches of 10
+    seen = np.concatenate([b[3] for b in source()])
+    assert (seen >= 0).sum() == 60 and (seen < 0).sum() == 60
+    natural = pipeline.EpochBatches(np.zeros((70, 4, 4, 3), np.uint8), labels, 10, 1, augment=True)
+    assert natural.steps() == 7 and (np.concatenate([b[3] for b in natural()]) < 0).sum() == 10
+    with pytest.raises(ValueError, match="share"):
+        pipeline.EpochBatches(np.zeros((1, 4, 4, 3), np.uint8), labels[:1], 1, 1, True, negatives_share=1.0)

@@ -84,6 +84,7 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
             "skipped_unreadable": len(train_set.skipped) + len(val_set.skipped),
             "negatives": [str(d) for d in args.negatives or []],
             "negatives_holdout": args.negatives_holdout if args.negatives else None,
+            "negatives_share": args.negatives_share if args.negatives else None,
             "negatives_trained": int((train_set.labels < 0).sum()),
         },
         "hyperparameters": {k: getattr(args, k) for k in (

@@ -45,9 +45,12 @@ class EpochBatches:
     """Yields each epoch's shuffled batches (uint8 pixels + augmentation parameters), seeded by epoch."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, augment: bool,
-                 min_scale: float = CROP_SCALE[0]):
+                 min_scale: float = CROP_SCALE[0], negatives_share: float | None = None):
+        if negatives_share is not None and not 0.0 < negatives_share < 1.0:
+            raise ValueError("negatives share must be in (0, 1)")
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.seed, self.augment, self.min_scale = seed, augment, min_scale
+        self.negatives_share = negatives_share  # None: negatives in their natural proportion
         self.epoch = 0  # the next epoch to yield; set it to resume mid-run with the same data order
         self.shard_index, self.shard_count = 0, 1
         self.max_steps: int | None = None  # a time-budgeted epoch: a fresh random subset each epoch
@@ -55,20 +58,38 @@ class EpochBatches:
     def shard(self, index: int, count: int) -> EpochBatches:
         """This source for one of `count` workers: its slice of every global batch (same order, same
         augmentation as unsharded, so the workers together see exactly what one machine would)."""
-        copy = EpochBatches(self.images, self.labels, self.batch_size, self.seed, self.augment, self.min_scale)
+        copy = EpochBatches(self.images, self.labels, self.batch_size, self.seed, self.augment, self.min_scale,
+                            self.negatives_share)
         copy.epoch, copy.shard_index, copy.shard_count = self.epoch, index, count
         copy.max_steps = self.max_steps
         return copy
 
+    def _epoch_size(self) -> int:
+        if self.negatives_share is None:
+            return len(self.images)
+        known = int((self.labels >= 0).sum())
+        return known + round(known * self.negatives_share / (1.0 - self.negatives_share))
+
     def steps(self) -> int:
         """Full batches per epoch (the last partial one is dropped), at most max_steps."""
-        full = max(1, len(self.images) // self.batch_size)
+        full = max(1, self._epoch_size() // self.batch_size)
         return min(full, self.max_steps) if self.max_steps else full
+
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
+        if self.negatives_share is None:
+            return rng.permutation(len(self.images))
+        # Outlier exposure wants a fixed share of every batch to be negatives, and there are far fewer
+        # negatives than photos of the classes: every known photo once, negatives drawn (repeating) to the share.
+        known = np.flatnonzero(self.labels >= 0)
+        neg = np.flatnonzero(self.labels < 0)
+        n_neg = self._epoch_size() - len(known)
+        drawn = rng.choice(neg, n_neg, replace=n_neg > len(neg)) if len(neg) else neg
+        return rng.permutation(np.concatenate([known, drawn]))
 
     def __call__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
-        order = rng.permutation(len(self.images))
+        order = self._order(rng)
         bs = min(self.batch_size, len(order))
         for step in range(self.steps()):
             # Sorted indices read the memmap front to back; order inside a batch does not matter.

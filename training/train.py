@@ -62,6 +62,8 @@ def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
     if args.negatives:  # kept out of the key when unused: runs begun before the flag still resume
         settings["negatives"] = [str(d) for d in args.negatives]
         settings["negatives_holdout"] = args.negatives_holdout
+        if args.negatives_share is not None:
+            settings["negatives_share"] = args.negatives_share
     if settings["time_budget"] is None:
         del settings["time_budget"]  # runs begun before the flag existed keep their folder (and resume)
     if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if multi:
         distributed.agree_on_epoch(strategy, first_epoch)
     source = pipeline.EpochBatches(train_set.images, train_set.labels, batch, args.seed, augment=True,
-                                   min_scale=args.crop_scale)
+                                   min_scale=args.crop_scale,
+                                   negatives_share=args.negatives_share if args.negatives else None)
     source.epoch = first_epoch
     val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
     mode, speeds = precision.pick(args.precision, strategy, pipeline.train_dataset(
@@ -201,6 +204,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "served version can abstain (repeatable)")
     parser.add_argument("--negatives-holdout", type=float, default=negatives.HOLDOUT,
                         help="fraction of each negative kind kept out of training to calibrate and report on")
+    parser.add_argument("--negatives-share", type=float, metavar="FRACTION",
+                        help="share of every epoch drawn from the negatives (repeating them as needed); "
+                             "default: their natural proportion")
     parser.add_argument("--abstain-rate", type=float, default=ood.DEFAULT_ABSTAIN_RATE,
                         help="share of the validation photos the fitted abstain threshold abstains on")
     parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out when no --val-dir")

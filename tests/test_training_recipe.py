@@ -3,6 +3,7 @@
 import json
 import os
 import time
+import types
 
 import numpy as np
 import pytest
@@ -197,26 +198,39 @@ def test_budget_schedule_is_the_cosine_schedule_until_time_runs_ahead():
 
 
 def test_deadline_stops_a_run_that_would_overrun_its_budget(tmp_path, two_folders, tiny_data, monkeypatch):
+    from training import train as train_module
+
     # Plan as if the host were 100x faster than measured: only the deadline can keep the budget.
     monkeypatch.setattr(budget, "PIPELINE_SHARE", 100.0)
+    # A simulated clock that moves 1 s per training batch and not otherwise, so the test means the same on
+    # every host however fast it trains.
+    clock = {"now": 1000.0}
+    fake_time = types.SimpleNamespace(time=time.time, monotonic=lambda: clock["now"])
+    monkeypatch.setattr(budget, "time", fake_time)
+    monkeypatch.setattr(train_module, "time", fake_time)
     seen = []
-    original = budget.Deadline.on_epoch_end
+    batch_end, epoch_end = budget.Deadline.on_train_batch_end, budget.Deadline.on_epoch_end
+
+    def tick(self, batch, logs=None):
+        clock["now"] += 1.0
+        batch_end(self, batch, logs)
+
+    monkeypatch.setattr(budget.Deadline, "on_train_batch_end", tick)
     monkeypatch.setattr(budget.Deadline, "on_epoch_end",
                         lambda self, epoch, logs=None: (seen.append(float(self.progress.numpy())),
-                                                        original(self, epoch, logs)))
+                                                        epoch_end(self, epoch, logs)))
     store = tmp_path / "store"
-    started = time.monotonic()
     assert main(["train", "--data-dir", str(two_folders[0]), "--data-dir", str(two_folders[1]),
                  "--val-dir", str(tiny_data["val"]), "--model-store", str(store), "--epochs", "200",
                  "--batch-size", "8", "--verbose", "0", "--precision", "float32", "--time-budget", "0.3",
                  "--no-export", "--no-report", "--cache-dir", str(tmp_path / "c")]) == 0
     plan = json.loads((model_store.version_dir(store, 1) / budget.BUDGET_FILE).read_text())
-    # 18 s of budget, RESERVE_S (10 s) and the last validation pass kept back: it ends inside the budget.
-    assert plan["deadline_hit"] and 18 - budget.RESERVE_S - 3 <= plan["elapsed_s"] <= 18
-    meta = model_store.read_metadata(store, 1)
-    assert meta["epochs_run"] < 200 and time.monotonic() - started < 60
-    # The schedule saw the whole budget spent by the end (so the rate ended at its floor) and not before.
-    assert seen[-1] == 1.0 and seen[0] < 1.0
+    # 18 s of budget less RESERVE_S (10 s; validation takes no simulated time) leaves 8 batches: 40 photos
+    # in batches of 8 are 5 per epoch, so the run stops 3 batches into its second epoch.
+    assert plan["deadline_hit"] and plan["elapsed_s"] == 18 - budget.RESERVE_S == 8
+    assert model_store.read_metadata(store, 1)["epochs_run"] == 2
+    # The schedule saw 5 of the 8 usable seconds gone after epoch 1 and the whole budget at the end.
+    assert seen == [5 / 8, 1.0]
 
 
 def test_negatives_share_fills_every_epoch_to_that_share():

@@ -35,6 +35,7 @@ COPY app/ app/
 COPY model_store/ model_store/
 COPY runtimes/ runtimes/
 COPY explain/ explain/
+COPY prediction_log/ prediction_log/
 COPY wsgi.py gunicorn.conf.py ./
 # bake/ holds only a README unless `make bake` put a model version there on purpose.
 COPY bake/ /srv/models/

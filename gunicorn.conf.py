@@ -74,6 +74,14 @@ def worker_int(worker):
     _drain(worker)
 
 
+def worker_exit(server, worker):
+    """The worker has finished its last request: write out the prediction log's queued records."""
+    app = getattr(worker, "wsgi", None)
+    logbook = getattr(app, "extensions", {}).get("logbook") if app is not None else None
+    if logbook is not None:
+        logbook.close()
+
+
 def worker_abort(worker):
     """SIGABRT on timeout: nothing to keep."""
 

@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
-from app import config, errors, explain, metrics, model_service, multipart, security
+from app import config, errors, explain, logbook, metrics, model_service, multipart, request_id, security
 from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os, trim_heaps_every
 from app.predictor import ModelLoadError
 
@@ -43,12 +43,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     multipart.init_app(app)
     errors.init_app(app)
     metrics.init_app(app)
+    request_id.init_app(app)
     model_service.init_app(app)
+    logbook.init_app(app)
     explain.init_app(app)
 
-    from app.routes import docs, predict, report, tfserving, ui, v2
+    from app.routes import docs, feedback, predict, report, tfserving, ui, v2
     from app.routes import explain as explain_routes
 
-    for module in (predict, explain_routes, tfserving, v2, ui, report, docs):
+    for module in (predict, feedback, explain_routes, tfserving, v2, ui, report, docs):
         app.register_blueprint(module.bp)
     return app

@@ -28,11 +28,20 @@ DEFAULTS: dict[str, object] = {
     "EXPLAIN_BATCH": 2,                  # explanation images per model call: what a /predict may wait behind
     "ABSTAIN": "on",                     # on: answer "unknown" above the version's threshold (if it has one); off
     "ABSTAIN_THRESHOLD": None,           # override the version's fitted OOD-score threshold (0-1)
+    "PREDICTION_LOG": None,              # folder or gs://bucket/prefix for the prediction log (off when unset)
+    "PREDICTION_LOG_IMAGES": 0.0,        # fraction of uploads stored beside the log (by hash: 0-1)
+    "PREDICTION_LOG_SEGMENT_BYTES": 16 * 1024 * 1024,  # a log file is closed at this size...
+    "PREDICTION_LOG_ROTATE_SECONDS": 300.0,  # ...or this age (a gs:// log uploads it then)
+    "PREDICTION_LOG_MAX_BYTES": 1024 ** 3,  # the oldest files are deleted beyond this total
+    "PREDICTION_LOG_MAX_AGE_DAYS": 30.0,  # files older than this are deleted
+    "PREDICTION_LOG_QUEUE": 10000,       # records waiting for the writer; more are dropped (and counted)
 }
 
-_INT = {"MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",
+_INT = {"PREDICTION_LOG_SEGMENT_BYTES", "PREDICTION_LOG_MAX_BYTES", "PREDICTION_LOG_QUEUE",
+        "MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",
         "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
-_FLOAT = {"ABSTAIN_THRESHOLD", "DECODE_BUDGET_MEGAPIXELS", "MALLOC_TRIM_SECONDS",
+_FLOAT = {"PREDICTION_LOG_IMAGES", "PREDICTION_LOG_ROTATE_SECONDS", "PREDICTION_LOG_MAX_AGE_DAYS",
+          "ABSTAIN_THRESHOLD", "DECODE_BUDGET_MEGAPIXELS", "MALLOC_TRIM_SECONDS",
           "MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
 
 
@@ -58,4 +67,10 @@ def from_env(environ: dict | None = None) -> dict:
     threshold = out["ABSTAIN_THRESHOLD"]
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"ABSTAIN_THRESHOLD={threshold!r} is not between 0 and 1")
+    if not 0.0 <= float(out["PREDICTION_LOG_IMAGES"]) <= 1.0:
+        raise ValueError(f"PREDICTION_LOG_IMAGES={out['PREDICTION_LOG_IMAGES']!r} is not between 0 and 1")
+    for key in ("PREDICTION_LOG_SEGMENT_BYTES", "PREDICTION_LOG_ROTATE_SECONDS", "PREDICTION_LOG_MAX_BYTES",
+                "PREDICTION_LOG_MAX_AGE_DAYS", "PREDICTION_LOG_QUEUE"):
+        if float(out[key]) <= 0:
+            raise ValueError(f"{key}={out[key]!r} must be above 0")
     return out

@@ -42,6 +42,30 @@ ANSWERS = Counter("predictions_total", "Images answered, by model version", ["ve
 ABSTENTIONS = Counter("abstentions_total", "Images answered \"unknown\" (OOD score above the threshold), by model "
                       "version", ["version"])
 
+LOG_RECORDS = Counter("prediction_log_records_total", "Records written to the prediction log, by type", ["type"])
+LOG_DROPPED = Counter("prediction_log_dropped_total", "Prediction-log records (or captured images) not written, "
+                      "by reason: queue_full, write_error, image_error", ["reason"])
+FEEDBACK = Counter("feedback_total", "Feedback received, by model version and verdict (agree: the person's label "
+                   "is the served one)", ["version", "verdict"])
+LIVE_AGREEMENT = Gauge("live_agreement_ratio", "Feedback that agreed / all feedback, by model version (this "
+                       "process)", ["version"], multiprocess_mode="mostrecent")
+
+
+def count_log_records(kind: str, n: int) -> None:
+    """Count records the prediction log wrote."""
+    LOG_RECORDS.labels(type=kind).inc(n)
+
+
+def count_log_drops(reason: str, n: int) -> None:
+    """Count records the prediction log could not take or write."""
+    LOG_DROPPED.labels(reason=reason).inc(n)
+
+
+def count_feedback(version: str, agreed: bool, rate: float) -> None:
+    """Count one feedback and publish the version's live agreement."""
+    FEEDBACK.labels(version=version, verdict="agree" if agreed else "disagree").inc()
+    LIVE_AGREEMENT.labels(version=version).set(rate)
+
 
 def count_answers(version: int, images: int, abstained: int) -> None:
     """Count one request's answered images and how many of them abstained."""

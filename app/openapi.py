@@ -53,6 +53,9 @@ ABSTAIN_PROPS = {
                                                     '"unknown"; the class probabilities stay'},
 }
 
+REQUEST_ID = {"type": "string", "description": "the request's id (its X-Request-ID when that was a plain token "
+                                             "of up to 128 characters); POST /feedback refers to it"}
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "Prediction": {
@@ -65,10 +68,23 @@ SCHEMAS = {
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
             "model_version": {"type": "string"}, "filename": {"type": ["string", "null"]},
             **ABSTAIN_PROPS,
+            "request_id": REQUEST_ID,
         },
     },
-    "Predictions": {"type": "object", "required": ["predictions"], "properties": {
+    "Predictions": {"type": "object", "required": ["request_id", "predictions"], "properties": {
+        "request_id": REQUEST_ID,
         "predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}}},
+    "FeedbackRequest": {"type": "object", "required": ["request_id", "label"], "properties": {
+        "request_id": REQUEST_ID,
+        "index": {"type": "integer", "minimum": 0, "default": 0,
+                  "description": "the image's position in its request (0 for a single image)"},
+        "label": {"type": "string", "description": 'what the image really is: a trained class name, or "neither"',
+                  "examples": ["cats", "neither"]}}},
+    "Feedback": {"type": "object", "required": ["request_id", "index", "label", "model_version", "served",
+                                                "agreed"], "properties": {
+        "request_id": REQUEST_ID, "index": {"type": "integer"}, "label": {"type": "string"},
+        "model_version": {"type": "string"}, "served": {"type": "string", "description": "the label answered"},
+        "agreed": {"type": "boolean", "description": "label confirms the served answer"}}},
     "TFPredictRequest": {"type": "object", "required": ["instances"], "properties": {
         "instances": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"anyOf": [
             {"type": "object", "required": ["b64"], "properties": {"b64": B64}},
@@ -131,6 +147,14 @@ def _v2_infer(body: dict) -> dict:
     return op
 
 
+def _feedback() -> dict:
+    op = _post("Say what a logged image really was (needs PREDICTION_LOG)", {"application/json": {
+        "schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}, {"$ref": "#/components/schemas/Feedback"})
+    op["post"]["responses"]["404"] = _json(ERROR, "The log holds no prediction with that request_id and index")
+    op["post"]["responses"]["409"] = _json(ERROR, "The prediction log is off on this server")
+    return op
+
+
 def _explain_paths(multipart_one: dict, methods: list[str]) -> dict:
     method = {"name": "method", "in": "query", "required": False, "schema": {"type": "string", "enum": methods},
               "description": "gradcam (TensorFlow runtime) or occlusion (any runtime); default: the first"}
@@ -163,6 +187,7 @@ def spec(explain_methods: list[str] | None = None) -> dict:
                              {"$ref": "#/components/schemas/Predictions"}]}
     paths = {
         "/predict": _post("Classify one or more images", multipart, predict_out),
+        "/feedback": _feedback(),
         "/healthz": _get("Liveness"),
         "/readyz": _get("Readiness: model loaded and warmed", extra=unavailable),
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {

@@ -70,6 +70,11 @@ def _client():
     return storage.Client()
 
 
+# Public names for other packages that keep files in GCS the same way (prediction_log/).
+storage_client = _client
+gcs_errors = _gcs_errors
+
+
 def _model_prefix(prefix: str) -> str:
     return f"{prefix}/{MODEL_NAME}/" if prefix else f"{MODEL_NAME}/"
 

@@ -1,4 +1,4 @@
-"""Command line: python -m training {train,evaluate,predict,download,publish,export,calibrate,score,report,deletion}."""
+"""Command line: python -m training <command> (train, evaluate, predict, export, calibrate, score, feedback, ...)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training import calibrate, deletion, download, evaluate, export, publish, report, score, train
+    from training import calibrate, deletion, download, evaluate, export, feedback, publish, report, score, train
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     score.add_arguments(sub.add_parser("score", help="label a folder or bucket of photos on Apache Beam "
                                                      "(locally or on Dataflow)"))
     calibrate.add_arguments(sub.add_parser("calibrate", help="fit a version's abstain threshold on its negatives"))
+    feedback.add_arguments(sub.add_parser("feedback", help="turn verdicts in a prediction log into training data"))
     deletion.add_arguments(sub.add_parser("deletion", help="check heatmaps: grey out their top pixels vs random ones"))
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "beam_args", False):  # only `score` passes unknown flags on (to Beam)

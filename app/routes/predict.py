@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from app import logbook, request_id
 from app.classify import classify, prediction
 from app.inputs import decode_all, images_from_request
 from app.model_service import get_service
@@ -16,9 +17,13 @@ def predict():
     """Label one image, or several (then {"predictions": [...]} with filenames)."""
     items = images_from_request()
     result = classify(decode_all(items))
+    answers = [prediction(result, i) for i in range(len(items))]
+    logbook.record(answers, [data for _, data in items])
+    rid = request_id.current()
     if len(items) == 1:
-        return jsonify(prediction(result, 0))
-    return jsonify(predictions=[{**prediction(result, i), "filename": name} for i, (name, _) in enumerate(items)])
+        return jsonify({**answers[0], "request_id": rid})
+    named = [{**a, "filename": name} for a, (name, _) in zip(answers, items, strict=True)]
+    return jsonify(request_id=rid, predictions=named)
 
 
 @bp.get("/healthz")

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 from app.classify import check_model, classify
 from app.errors import ApiError
 from app.inputs import b64decode, check_count, decode_all, json_object
+from app.logbook import get_logbook
 from app.model_service import get_service
 from model_store import MODEL_NAME
 
@@ -31,9 +32,12 @@ def status(name: str, version: str | None = None):
         out.append({"version": str(v), "state": st["state"],
                     "status": {"error_code": "UNKNOWN" if failed else "OK", "error_message": st["error_message"]}})
     service = get_service()
-    # Beyond TF Serving's fields: the hot-reload poller's health (it keeps polling after errors).
+    logbook = get_logbook()
+    # Beyond TF Serving's fields: the hot-reload poller's health (it keeps polling after errors) and, with
+    # the prediction log on, each version's live agreement with people's feedback (this worker's count).
+    extra = {"feedback": logbook.agreement()} if logbook is not None else {}
     return jsonify(model_version_status=out,
-                   poll={"failures": service.poll_failures, "last_error": service.last_poll_error})
+                   poll={"failures": service.poll_failures, "last_error": service.last_poll_error}, **extra)
 
 
 @bp.get("/<model:name>/metadata")

@@ -10,6 +10,7 @@ from flask import Blueprint, render_template, request, url_for
 from PIL import Image
 
 import model_store
+from app import logbook
 from app.classify import classify, prediction
 from app.errors import ApiError
 from app.explain import explain_image
@@ -18,6 +19,7 @@ from app.model_service import get_service
 from app.routes.report import report_exists
 
 bp = Blueprint("ui", __name__)
+LOGGED = ("label", "probabilities", "model_version", "ood_score", "abstained")  # what the log keeps of a card
 
 
 def _thumbnail(arr: np.ndarray) -> str:
@@ -64,7 +66,7 @@ def _result(name: str | None, array: np.ndarray, want_why: bool) -> dict:
 def submit():
     """No-JavaScript path: classify (and, if asked, explain) each uploaded file and render the results page."""
     want_why = request.form.get("explain") == "1"
-    results = []
+    results, uploads = [], []
     for name, data in images_from_request():
         try:
             arrays = decode_all([(name, data)])
@@ -72,4 +74,7 @@ def submit():
             results.append({"filename": name, "error": exc.message})
             continue
         results.append(_result(name, arrays[0], want_why))
+        uploads.append(data)
+    answered = [r for r in results if "error" not in r]
+    logbook.record([{k: r[k] for k in LOGGED} for r in answered], uploads)
     return render_template("result.html", results=results, error=None)

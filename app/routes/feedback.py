@@ -1,0 +1,41 @@
+"""POST /feedback: a person says what one logged image really was (a trained class, or "neither")."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+import prediction_log
+from app.errors import ApiError
+from app.inputs import json_object
+from app.logbook import get_logbook
+from app.model_service import get_service
+
+bp = Blueprint("feedback", __name__)
+
+HINT = '{"request_id": "...", "index": 0, "label": "cats"}'
+
+
+@bp.post("/feedback")
+def feedback():
+    """Store one verdict on a logged prediction; 409 when the log is off, 404 for an id it does not hold."""
+    logbook = get_logbook()
+    if logbook is None:
+        raise ApiError("feedback needs the prediction log, which is off on this server (PREDICTION_LOG)", 409)
+    body = json_object(HINT)
+    rid, index, label = body.get("request_id"), body.get("index", 0), body.get("label")
+    if not isinstance(rid, str) or not rid:
+        raise ApiError(f"'request_id' must be the request_id of a /predict answer, like {HINT}")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ApiError("'index' must be the image's position in its request (0 for a single image)")
+    predictor = get_service().predictor
+    allowed = [*(predictor.class_names if predictor else []), prediction_log.NEITHER]
+    if label not in allowed:
+        raise ApiError(f"'label' must be one of {', '.join(allowed)}")
+    served = logbook.served(rid, index)
+    if served is None:
+        raise ApiError(f"no logged prediction with request_id {rid!r} and index {index}", 404)
+    record = logbook.log_feedback(rid, index, label, *served)
+    if not record["stored"]:
+        raise ApiError("the prediction log is busy: feedback not stored, try again", 503, {"Retry-After": "1"})
+    return jsonify(request_id=rid, index=index, label=label, model_version=record["model_version"],
+                   served=record["served"], agreed=record["agreed"])

@@ -67,6 +67,7 @@ class LogWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_records)
         self._held, self._held_lock = 0, threading.Lock()
         self._segment: Path | None = None
+        self._segment_size = 0
         self._segment_started = 0.0
         self._seq = 0
         self._closed = False
@@ -154,28 +155,39 @@ class LogWriter:
         return record
 
     def _write(self, records: list[dict]) -> None:
-        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        chunk: list[tuple[bytes, str]] = []
+        for record in records:
+            chunk.append(((json.dumps(record, separators=(",", ":")) + "\n").encode(), record.get("type", "?")))
+            if self._segment_size + sum(len(line) for line, _ in chunk) >= self.segment_bytes:
+                if self._append(chunk):
+                    self._rotate()
+                chunk = []
+        if chunk:
+            self._append(chunk)
+
+    def _append(self, chunk: list[tuple[bytes, str]]) -> bool:
+        data = b"".join(line for line, _ in chunk)
         try:
             if self._segment is None:
                 self._seq += 1
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-                name = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._seq}.jsonl"
-                self._segment = self.storage.segment_dir() / name
+                name = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._seq:06d}.jsonl"
+                self._segment, self._segment_size = self.storage.segment_dir() / name, 0
                 self._segment_started = time.time()
             with open(self._segment, "ab") as fh:
-                fh.write(lines)
+                fh.write(data)
         except OSError as exc:
-            log.warning("prediction log: %d records dropped: %s", len(records), exc)
-            self._on_drop("write_error", len(records))
-            self._segment = None
-            return
-        for kind in {r.get("type", "prediction") for r in records}:
-            self._on_write(kind, sum(1 for r in records if r.get("type", "prediction") == kind))
-        if self._segment.stat().st_size >= self.segment_bytes:
-            self._rotate()
+            log.warning("prediction log: %d records dropped: %s", len(chunk), exc)
+            self._on_drop("write_error", len(chunk))
+            self._segment, self._segment_size = None, 0
+            return False
+        self._segment_size += len(data)
+        for kind in {k for _, k in chunk}:
+            self._on_write(kind, sum(1 for _, k in chunk if k == kind))
+        return True
 
     def _rotate(self) -> None:
-        segment, self._segment = self._segment, None
+        segment, self._segment, self._segment_size = self._segment, None, 0
         if segment is None:
             return
         try:

@@ -45,7 +45,8 @@ def index():
     if p and report_exists(p.version):
         report = url_for("report.report", name=model_store.MODEL_NAME, version=p.version)
     return render_template("index.html", labels=list(display.values()), display=display, neither=neither_text(display),
-                           version=p.version if p else None, runtime=p.runtime_name if p else None, report=report)
+                           version=p.version if p else None, runtime=p.runtime_name if p else None, report=report,
+                           feedback=logbook.get_logbook() is not None)
 
 
 def _result(name: str | None, array: np.ndarray, want_why: bool) -> dict:

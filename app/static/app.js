@@ -1,5 +1,6 @@
 // Progressive enhancement of the upload form: drag-and-drop, previews, one /predict call per image,
-// and a "Why?" button per result that asks /explain for the heatmap overlay.
+// a "Why?" button per result that asks /explain for the heatmap overlay, and (with the prediction log
+// on) a "Wrong?" button that sends what the photo really shows to /feedback.
 (function () {
   "use strict";
   const form = document.getElementById("upload");
@@ -85,6 +86,41 @@
     body.append(button, note);
   }
 
+  function wrongButton(body, data) {
+    const button = el("button", "wrong-button", "Wrong?");
+    button.type = "button";
+    const box = el("div", "wrong");
+    box.hidden = true;
+    box.append(el("span", "", "It is: "));
+    const answer = el("span", "answer");
+    const choices = Object.keys(display).concat(["neither"]);
+    choices.forEach(function (label) {
+      const choice = el("button", "", label === "neither" ? "neither" : shown(label));
+      choice.type = "button";
+      choice.dataset.label = label;
+      choice.addEventListener("click", async function () {
+        box.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+        try {
+          const resp = await fetch("/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ request_id: data.request_id, index: 0, label: label }) });
+          let json = null;
+          try { json = await resp.json(); } catch (e) { json = null; }
+          if (!resp.ok) throw new Error((json && json.error) || ("HTTP " + resp.status));
+          answer.textContent = "Thanks: recorded as " + (json.label === "neither" ? "neither" : shown(json.label)) +
+            (json.agreed ? " (the model agreed)." : " (the model said " + shown(json.served) + ").");
+        } catch (e) {
+          answer.textContent = "Not recorded: " + e.message;
+          answer.className = "answer error";
+          box.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+        }
+      });
+      box.append(choice);
+    });
+    box.append(answer);
+    button.addEventListener("click", function () { box.hidden = !box.hidden; });
+    body.append(button, box);
+  }
+
   function show(body, data, file) {
     const label = body.querySelector(".label");
     if (data.abstained) {  // "unknown": say so, with the score; the classes' bars and "Why?" stay
@@ -104,6 +140,7 @@
       body.append(row);
     });
     whyButton(body, file);
+    if (list.dataset.feedback === "on" && data.request_id) wrongButton(body, data);
   }
 
   function fail(body, message) {

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+import pytest
 import requests
 from PIL import Image
 
@@ -235,3 +237,45 @@ def test_capture_is_decided_by_the_image_hash():
     assert 150 < len(picked) < 250 and picked == [s for s in shas if prediction_log.captured(s, 0.1)]
     assert not any(prediction_log.captured(s, 0.0) for s in shas) and all(prediction_log.captured(s, 1.0) for s in shas)
     assert json.loads(json.dumps(prediction_log.utc_now())).endswith("Z")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_page_wrong_button_sends_feedback_and_shows_the_answer(trained_store, tmp_path, sample_jpeg):
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import ARGS
+
+    log = tmp_path / "log"
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(sample_jpeg)
+    port = free_port()
+    proc = start_gunicorn(trained_store, port, extra_env={"PREDICTION_LOG": str(log)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base + "/")
+            page.set_input_files("#image", [str(photo)])
+            page.wait_for_selector("text=Done: 1 image(s).", timeout=30_000)
+            page.locator(".wrong-button").click()
+            page.locator(".wrong button[data-label=neither]").click()
+            answer = page.locator(".wrong .answer")
+            answer.wait_for(state="visible", timeout=10_000)
+            page.wait_for_function("() => document.querySelector('.wrong .answer').textContent.length > 0")
+            assert answer.inner_text().startswith("Thanks: recorded as neither"), answer.inner_text()
+            assert errors == []
+            browser.close()
+    finally:
+        assert stop(proc) == 0
+    feedback = [r for r in _records(log) if r["type"] == "feedback"]
+    assert [(r["label"], r["index"]) for r in feedback] == [("neither", 0)]
+
+
+def test_page_has_no_wrong_button_without_a_log(client):
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-feedback="off"' in page

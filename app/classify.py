@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
-import numpy as np
-from flask import g
+import time
 
-from app import metrics
+import numpy as np
+from flask import g, request
+
+from app import metrics, request_id
 from app.batching import HIGH, OverloadedError
 from app.disconnect import client_gone_check
 from app.errors import ApiError
-from app.model_service import Classified, ClientGoneError, get_service
+from app.model_service import Classified, ClientGoneError, VersionNotServedError, get_service
+from app.rollout import PROMOTED, REJECTED
 from model_store import MODEL_NAME, ood
 
 
-def check_model(name: str, version: str | None = None) -> None:
-    """404 unless name is the served model and version (if given) is the serving version."""
+def check_model(name: str, version: str | None = None) -> int | None:
+    """404 unless name is the served model and version (if given) is served (stable, or a loaded candidate);
+    returns the version asked for."""
     if name != MODEL_NAME:
         raise ApiError(f"model '{name}' not found (this server serves '{MODEL_NAME}')", 404)
-    current = get_service().predictor
-    if version is not None and (current is None or version != str(current.version)):
-        raise ApiError(f"version '{version}' of model '{name}' is not being served", 404)
+    if version is None:
+        return None
+    service = get_service()
+    missing = ApiError(f"version '{version}' of model '{name}' is not being served", 404)
+    if not version.isdigit() or service.predictor is None:
+        raise missing
+    try:
+        service.batcher_for(int(version))
+    except VersionNotServedError as exc:
+        raise missing from exc
+    return int(version)
 
 
-def classify(arrays: list[np.ndarray], priority: int = HIGH) -> Classified:
-    """Classify preprocessed images, turning 'not ready' and overload into 503 JSON errors."""
+def classify(arrays: list[np.ndarray], priority: int = HIGH, version: int | None = None) -> Classified:
+    """Classify preprocessed images (on `version`, default stable), turning 'not ready' and overload into
+    503 JSON errors."""
     service = get_service()
     # Draining turns away only requests that arrived after SIGTERM: an accepted one still gets its answer.
     if not service.loaded or not g.get("arrived_before_drain", not service.draining):
         raise ApiError("model not ready", 503, {"Retry-After": "5"})
     try:
-        result = service.classify(arrays, client_gone_check(), priority)
+        result = service.classify(arrays, client_gone_check(), priority, version)
+    except VersionNotServedError as exc:
+        raise ApiError(str(exc), 404) from exc
     except ClientGoneError as exc:
         # Nobody reads this answer; 499 (nginx's "client closed request") keeps the logs honest.
         raise ApiError(str(exc), 499) from exc
@@ -55,3 +70,41 @@ def prediction(result: Classified, index: int) -> dict:
         "ood_score": float(result.ood_scores[index]),
         "abstained": abstained,
     }
+
+
+def _client_key() -> str:
+    # Sticky canary: the client's own id, else the request id it chose, else its address.
+    return (request.headers.get("X-Client-Id") or request.headers.get("X-Request-ID")
+            or request.remote_addr or "")
+
+
+def classify_routed(arrays: list[np.ndarray], version: int | None = None) -> Classified:
+    """/predict's routing: an explicit version; else the canary's clients to the candidate (stable answers
+    when it fails); else stable, with the shadow share also run on the candidate in the background."""
+    if version is not None:
+        return classify(arrays, version=version)
+    rollouts = get_service().rollouts
+    canary = rollouts.canary_for(_client_key()) if rollouts.enabled else None
+    if canary is not None:
+        started = time.perf_counter()
+        try:
+            result = classify(arrays, version=canary.version)
+        except ApiError as exc:
+            if exc.status == 499:  # the client left: nothing to answer, nothing to blame the candidate for
+                raise
+            result = None
+        except Exception:  # noqa: BLE001 - whatever the candidate raises, the user gets stable's answer
+            result = None
+        abstained = None if result is None else [bool(a) for a in result.abstained]
+        state = canary.record("canary", result is None, (time.perf_counter() - started) * 1000, abstained)
+        if state in (REJECTED, PROMOTED):
+            rollouts.settle(canary, state)
+        if result is not None:
+            return result
+    result = classify(arrays)
+    if rollouts.enabled:
+        labels = [prediction(result, i)["label"] for i in range(len(arrays))]
+        abstained = [bool(a) for a in result.abstained]
+        rollouts.note_stable(abstained)
+        rollouts.shadow(request_id.current(), arrays, labels, abstained)
+    return result

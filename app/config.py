@@ -28,6 +28,16 @@ DEFAULTS: dict[str, object] = {
     "EXPLAIN_BATCH": 2,                  # explanation images per model call: what a /predict may wait behind
     "ABSTAIN": "on",                     # on: answer "unknown" above the version's threshold (if it has one); off
     "ABSTAIN_THRESHOLD": None,           # override the version's fitted OOD-score threshold (0-1)
+    "MODEL_VERSIONS": "latest",          # latest: serve the newest version; labels: follow <store>/alexnet/labels.json
+    "SHADOW_PERCENT": 0.0,               # share of stable's requests also run on the candidate (labels mode)
+    "CANARY_PERCENT": 0.0,               # share of clients answered by the candidate (labels mode)
+    "GATE_TOLERANCE": 0.01,              # candidate validation accuracy may be this far below stable's
+    "GATE_WINDOW": 200,                  # candidate answers the gate judges over (none before)
+    "GATE_MIN_AGREEMENT": 0.9,           # shadow answers that must equal stable's
+    "GATE_MAX_ERROR_RATE": 0.01,         # candidate answers that may fail
+    "GATE_MAX_ABSTAIN_INCREASE": 0.05,   # candidate abstain rate may exceed stable's by this much
+    "GATE_MAX_P99_MS": 1000.0,           # candidate p99 latency bound
+    "PROMOTE_AFTER": 0,                  # promote after this many answers within bounds (0: only by relabelling)
     "PREDICTION_LOG": None,              # folder or gs://bucket/prefix for the prediction log (off when unset)
     "PREDICTION_LOG_IMAGES": 0.0,        # fraction of uploads stored beside the log (by hash: 0-1)
     "PREDICTION_LOG_SEGMENT_BYTES": 16 * 1024 * 1024,  # a log file is closed at this size...
@@ -37,10 +47,12 @@ DEFAULTS: dict[str, object] = {
     "PREDICTION_LOG_QUEUE": 10000,       # records waiting for the writer; more are dropped (and counted)
 }
 
-_INT = {"PREDICTION_LOG_SEGMENT_BYTES", "PREDICTION_LOG_MAX_BYTES", "PREDICTION_LOG_QUEUE",
-        "MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",
+_INT = {"GATE_WINDOW", "PROMOTE_AFTER", "PREDICTION_LOG_SEGMENT_BYTES", "PREDICTION_LOG_MAX_BYTES",
+        "PREDICTION_LOG_QUEUE", "MODEL_CACHE_KEEP", "EXPLAIN_CONCURRENCY", "EXPLAIN_BATCH",
         "MAX_CONTENT_LENGTH", "MAX_IMAGES_PER_REQUEST", "BATCH_MAX_SIZE", "MAX_QUEUE", "MODEL_VERSION"}
-_FLOAT = {"PREDICTION_LOG_IMAGES", "PREDICTION_LOG_ROTATE_SECONDS", "PREDICTION_LOG_MAX_AGE_DAYS",
+_FLOAT = {"SHADOW_PERCENT", "CANARY_PERCENT", "GATE_TOLERANCE", "GATE_MIN_AGREEMENT", "GATE_MAX_ERROR_RATE",
+          "GATE_MAX_ABSTAIN_INCREASE", "GATE_MAX_P99_MS", "PREDICTION_LOG_IMAGES", "PREDICTION_LOG_ROTATE_SECONDS",
+          "PREDICTION_LOG_MAX_AGE_DAYS",
           "ABSTAIN_THRESHOLD", "DECODE_BUDGET_MEGAPIXELS", "MALLOC_TRIM_SECONDS",
           "MODEL_POLL_SECONDS", "BATCH_MAX_WAIT_MS", "MAX_QUEUE_SECONDS", "REQUEST_TIMEOUT_SECONDS"}
 
@@ -67,6 +79,14 @@ def from_env(environ: dict | None = None) -> dict:
     threshold = out["ABSTAIN_THRESHOLD"]
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"ABSTAIN_THRESHOLD={threshold!r} is not between 0 and 1")
+    out["MODEL_VERSIONS"] = str(out["MODEL_VERSIONS"]).lower()
+    if out["MODEL_VERSIONS"] not in ("latest", "labels"):
+        raise ValueError(f"MODEL_VERSIONS={out['MODEL_VERSIONS']!r} is not one of latest, labels")
+    for key in ("SHADOW_PERCENT", "CANARY_PERCENT"):
+        if not 0.0 <= float(out[key]) <= 100.0:
+            raise ValueError(f"{key}={out[key]!r} is not between 0 and 100")
+    if int(out["GATE_WINDOW"]) < 1 or int(out["PROMOTE_AFTER"]) < 0:
+        raise ValueError("GATE_WINDOW must be at least 1 and PROMOTE_AFTER at least 0")
     if not 0.0 <= float(out["PREDICTION_LOG_IMAGES"]) <= 1.0:
         raise ValueError(f"PREDICTION_LOG_IMAGES={out['PREDICTION_LOG_IMAGES']!r} is not between 0 and 1")
     for key in ("PREDICTION_LOG_SEGMENT_BYTES", "PREDICTION_LOG_ROTATE_SECONDS", "PREDICTION_LOG_MAX_BYTES",

@@ -49,6 +49,23 @@ FEEDBACK = Counter("feedback_total", "Feedback received, by model version and ve
                    "is the served one)", ["version", "verdict"])
 LIVE_AGREEMENT = Gauge("live_agreement_ratio", "Feedback that agreed / all feedback, by model version (this "
                        "process)", ["version"], multiprocess_mode="mostrecent")
+ROLLOUT_REQUESTS = Counter("rollout_requests_total", "Images a candidate version answered, by mode (shadow, "
+                           "canary)", ["version", "mode"])
+ROLLOUT_ERRORS = Counter("rollout_errors_total", "Images a candidate version failed on", ["version"])
+SHADOW_DROPPED = Counter("shadow_dropped_total", "Shadow requests skipped because the candidate was behind")
+ROLLOUT_STATE = Gauge("rollout_state", "Candidate version state (1 = current): candidate, rejected, promoted",
+                      ["version", "state"], multiprocess_mode="liveall")
+ROLLOUT_WINDOW = Gauge("rollout_window", "A candidate's figures over the gate's window: agreement, error_rate, "
+                       "abstain_rate, stable_abstain_rate, p99_ms", ["version", "figure"], multiprocess_mode="liveall")
+
+
+def set_rollout(version: int, state: str, figures: dict) -> None:
+    """Publish a candidate's state and window figures."""
+    for name in ("candidate", "rejected", "promoted"):
+        ROLLOUT_STATE.labels(version=str(version), state=name).set(1 if name == state else 0)
+    for name, value in figures.items():
+        if name != "samples" and value is not None:
+            ROLLOUT_WINDOW.labels(version=str(version), figure=name).set(value)
 
 
 def count_log_records(kind: str, n: int) -> None:

@@ -18,8 +18,9 @@ import runtimes
 from app import metrics
 from app.batching import HIGH, Batcher, OverloadedError
 from app.predictor import ModelLoadError, Predictor, abstain_threshold, load_predictor
+from app.rollout_manager import RolloutManager
 from explain.occlusion import IMAGES_PER_EXPLANATION
-from model_store import ood
+from model_store import ood, version_labels
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ class Classified:
         return ood.abstains(self.ood_scores, self.threshold)
 
 
+class VersionNotServedError(LookupError):
+    """A request named a version this server does not serve."""
+
+
 class ModelService:
     """Owns the serving Predictor, the Batcher and the version states reported by the APIs."""
 
@@ -63,20 +68,23 @@ class ModelService:
         self.last_poll_error = ""
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self.rollouts = RolloutManager(self)
 
     # -- loading --------------------------------------------------------------------------------
     def _wanted_version(self) -> int | None:
         pinned = int(self.config["MODEL_VERSION"]) if self.config.get("MODEL_VERSION") else None
+        if self.rollouts.enabled and pinned is None:
+            pinned = self.rollouts.read().get(version_labels.STABLE)  # None: the newest, as without labels
         # For gs:// stores this downloads the pinned version, or else the newest one.
         failed = {v for v, st in self.states.items() if st.get("failed")}
         store = self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"), pinned,
-                                                          skip=failed, want=self._files_wanted)
+                                                          skip=failed, want=self.files_wanted)
         if pinned:
             return pinned
         candidates = [v for v in model_store.list_versions(store) if self.states.get(v, {}).get("state") != "END"]
         return candidates[-1] if candidates else None
 
-    def _files_wanted(self, metadata: dict) -> list[str]:
+    def files_wanted(self, metadata: dict) -> list[str]:
         # gs:// stores: fetch only the chosen runtime's files (Cloud Run's /tmp is memory).
         try:
             name = runtimes.choose(metadata, str(self.config.get("MODEL_RUNTIME") or "auto"))
@@ -84,7 +92,7 @@ class ModelService:
         except runtimes.RuntimeUnavailableError:
             return [model_store.MODEL_FILE]  # loading reports the reason
 
-    def _load(self, version: int) -> Predictor:
+    def load(self, version: int) -> Predictor:
         self.states[version] = {"state": "LOADING", "error_message": ""}
         try:
             predictor = load_predictor(self.local_store, version, int(self.config["BATCH_MAX_SIZE"]),
@@ -98,7 +106,7 @@ class ModelService:
         metrics.MODEL_LOADS.labels(outcome="ok").inc()
         return predictor
 
-    def _swap(self, predictor: Predictor) -> None:
+    def swap(self, predictor: Predictor) -> None:
         with self._lock:
             previous = self.predictor
             self.predictor = predictor
@@ -130,7 +138,7 @@ class ModelService:
             raise ModelLoadError(
                 f"no model in {self.store_uri}: train one with `make demo` or "
                 f"`python -m training train --data-dir DIR --model-store {self.store_uri}`")
-        self._swap(self._load(version))
+        self.swap(self.load(version))
         self.batcher = Batcher(
             self._run_batch,
             max_batch=int(self.config["BATCH_MAX_SIZE"]),
@@ -141,6 +149,9 @@ class ModelService:
             max_low_batch=int(self.config["EXPLAIN_BATCH"]),
             low_reserve=int(self.config["EXPLAIN_CONCURRENCY"]) * IMAGES_PER_EXPLANATION,
         )
+        if self.rollouts.enabled:
+            labels = self.rollouts.changed() or {}
+            self.rollouts.sync(labels.get(version_labels.CANDIDATE))
         poll = float(self.config.get("MODEL_POLL_SECONDS") or 0)
         if poll > 0 and not self.config.get("MODEL_VERSION"):
             threading.Thread(target=self._poll_loop, args=(poll,), name="model-poller", daemon=True).start()
@@ -150,19 +161,39 @@ class ModelService:
 
         A store that cannot be read raises: the poll loop counts, reports and backs off for every error alike.
         """
+        if self.rollouts.enabled:
+            return self._follow_labels()
         version = self._wanted_version()
         current = self.predictor.version if self.predictor else None
         if version is None or version == current or (current is not None and version < current):
             return False
         log.info("new model version %s found (serving %s); loading", version, current)
         try:
-            predictor = self._load(version)
+            predictor = self.load(version)
         except ModelLoadError as exc:
             log.error("model version %s rejected, still serving %s: %s", version, current, exc)
             return False
-        self._swap(predictor)
+        self.swap(predictor)
         log.info("now serving model version %s", version)
         return True
+
+    def _follow_labels(self) -> bool:
+        """MODEL_VERSIONS=labels: when labels.json changed, serve its stable and load its candidate."""
+        labels = self.rollouts.changed()
+        if labels is None:
+            return False
+        stable, swapped = labels.get(version_labels.STABLE), False
+        current = self.predictor.version
+        if stable is not None and stable != current:
+            self._wanted_version()  # fetches a gs:// version into the cache
+            try:
+                self.swap(self.load(stable))
+                swapped = True
+                log.info("labels: now serving stable version %s", stable)
+            except ModelLoadError as exc:
+                log.error("labels: stable version %s rejected, still serving %s: %s", stable, current, exc)
+        self.rollouts.sync(labels.get(version_labels.CANDIDATE))
+        return swapped
 
     def _poll_loop(self, seconds: float) -> None:
         wait = seconds
@@ -178,10 +209,13 @@ class ModelService:
                 log.exception("model poll failed (%d so far); next try in %.0fs", self.poll_failures, wait)
 
     def stop(self) -> None:
-        """Stop polling and the inference thread."""
+        """Stop polling and the inference threads."""
         self._stop.set()
         if self.batcher:
             self.batcher.close()
+        cand = self.rollouts.candidate
+        if cand is not None and cand.batcher is not None:
+            cand.batcher.close()
 
     # -- inference ------------------------------------------------------------------------------
     def _run_batch(self, images: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -199,11 +233,21 @@ class ModelService:
         """Model loaded and warmed, and not shutting down."""
         return self.loaded and not self.draining
 
+    def batcher_for(self, version: int | None) -> Batcher:
+        """The batcher serving a version (None: stable); VersionNotServedError for any other."""
+        if version is None or version == self.predictor.version:
+            return self.batcher
+        cand = self.rollouts.candidate
+        if cand is not None and cand.version == version and cand.batcher is not None:
+            return cand.batcher
+        raise VersionNotServedError(f"version {version} is not being served")
+
     def classify(self, images: list[np.ndarray], client_gone: Callable[[], bool] | None = None,
-                 priority: int = HIGH) -> Classified:
-        """Run preprocessed images through the batcher; raises OverloadedError when the server is saturated
-        and ClientGoneError when client_gone() says the client hung up while its images were queued."""
-        futures = self.batcher.submit(images, priority)
+                 priority: int = HIGH, version: int | None = None) -> Classified:
+        """Run preprocessed images through the batcher (of `version`, default stable); raises OverloadedError
+        when the server is saturated and ClientGoneError when client_gone() says the client hung up while its
+        images were queued."""
+        futures = self.batcher_for(version).submit(images, priority)
         deadline = time.monotonic() + float(self.config["REQUEST_TIMEOUT_SECONDS"])
         while True:
             _, pending = futures_wait(futures, timeout=min(0.05, max(0.0, deadline - time.monotonic())))
@@ -223,9 +267,11 @@ class ModelService:
             # A hot swap landed between two images of one request: redo it whole on one version.
             return self.classify(images, client_gone, priority)
         version = versions.pop()
-        current = self.predictor
+        current, cand = self.predictor, self.rollouts.candidate
         if current.version == version:
             names, threshold = current.class_names, current.abstain_threshold
+        elif cand is not None and cand.version == version and cand.predictor is not None:
+            names, threshold = cand.predictor.class_names, cand.predictor.abstain_threshold
         else:
             names, threshold = self._names_of(version)
         return Classified(version, names, np.stack([row for _, row in results]), threshold)

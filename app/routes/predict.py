@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from app import logbook, request_id
-from app.classify import classify, prediction
+from app.classify import check_model, classify_routed, prediction
 from app.inputs import decode_all, images_from_request
 from app.model_service import get_service
+from model_store import MODEL_NAME
 
 bp = Blueprint("predict", __name__)
 
 
 @bp.post("/predict")
 def predict():
-    """Label one image, or several (then {"predictions": [...]} with filenames)."""
+    """Label one image, or several (then {"predictions": [...]} with filenames); ?version=N asks for a
+    served version (stable or the labelled candidate)."""
+    version = check_model(MODEL_NAME, request.args.get("version"))
     items = images_from_request()
-    result = classify(decode_all(items))
+    result = classify_routed(decode_all(items), version)
     answers = [prediction(result, i) for i in range(len(items))]
     logbook.record(answers, [data for _, data in items])
     rid = request_id.current()

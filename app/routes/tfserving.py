@@ -36,6 +36,8 @@ def status(name: str, version: str | None = None):
     # Beyond TF Serving's fields: the hot-reload poller's health (it keeps polling after errors) and, with
     # the prediction log on, each version's live agreement with people's feedback (this worker's count).
     extra = {"feedback": logbook.agreement()} if logbook is not None else {}
+    if service.rollouts.enabled:
+        extra["rollout"] = service.rollouts.summary()
     return jsonify(model_version_status=out,
                    poll={"failures": service.poll_failures, "last_error": service.last_poll_error}, **extra)
 
@@ -69,14 +71,27 @@ def _instance_bytes(instance: object, i: int) -> bytes:
 
 @bp.post("/<model:name>:predict")
 @bp.post("/<model:name>/versions/<version>:predict")
-def predict(name: str, version: str | None = None):
-    """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...]}."""
-    check_model(name, version)
+@bp.post("/<model:name>/labels/<label>:predict")
+def predict(name: str, version: str | None = None, label: str | None = None):
+    """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...]}; a version or label picks
+    the served version (MODEL_VERSIONS=labels)."""
+    if label is not None:
+        version = _labelled(name, label)
+    served = check_model(name, version)
     body = json_object('{"instances": [{"b64": "..."}]}')
     instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
         raise ApiError("'instances' must be a non-empty list")
     check_count(len(instances))
     items = [(None, _instance_bytes(inst, i)) for i, inst in enumerate(instances)]
-    result = classify(decode_all(items))
-    return jsonify(predictions=result.probabilities.astype(float).tolist())
+    result = classify(decode_all(items), version=served)
+    # TF Serving's body has no version field: the header names the version that answered.
+    return jsonify(predictions=result.probabilities.astype(float).tolist()), {"X-Model-Version": str(result.version)}
+
+
+def _labelled(name: str, label: str) -> str:
+    labels = get_service().rollouts.labels
+    if label not in labels:
+        raise ApiError(f"model '{name}' has no version labelled '{label}' (labels: "
+                       f"{', '.join(sorted(labels)) or 'none'})", 404)
+    return str(labels[label])

@@ -111,13 +111,13 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
 def infer(name: str, version: str | None = None):
     """BYTES input of image files (base64 JSON or binary extension) -> FP32 probabilities [N, classes] and
     ood_score [N]."""
-    check_model(name, version)
+    served = check_model(name, version)
     head, binary = v2_binary.split_body(request.get_data(cache=False), request.headers.get(v2_binary.HEADER))
     body = json_object(HINT, head)
     if "id" in body and not isinstance(body["id"], str):
         raise ApiError("'id' must be a string")
     wanted = v2_binary.requested_outputs(body, OUTPUTS)  # validates 'outputs' and the flags first
-    result = classify(decode_all(_input_items(body, binary)))
+    result = classify(decode_all(_input_items(body, binary)), version=served)
     tensors = {OUTPUT_NAME: result.probabilities, OOD_NAME: result.ood_scores}
     outputs, tail = [], b""
     for name, as_binary in wanted.items():

@@ -1,0 +1,213 @@
+"""Rollouts: version labels, shadow and canary traffic, the gate, against the app and gunicorn."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+import model_store
+from app import create_app
+from app.rollout import bucket
+from model_store import version_labels
+from tests.conftest import free_port, start_gunicorn, stop, wait_ready
+from tests.test_abstain import BLUE, RED, _colour_model, _jpeg, _serving_gauge_restored  # noqa: F401
+from training.__main__ import main
+
+IMAGES = [_jpeg(RED, i) for i in range(4)] + [_jpeg(BLUE, i) for i in range(4)]  # cats, then dogs
+
+
+def _publish(store, model, accuracy: float) -> int:
+    vdir = model_store.staging_dir(store)
+    model.save(vdir / model_store.MODEL_FILE)
+    meta = {"class_names": ["cats", "dogs"], "input_size": [227, 227], "preprocessing": model_store.PREPROCESSING_SPEC,
+            "best_val_accuracy": accuracy}
+    (vdir / model_store.METADATA_FILE).write_text(json.dumps(meta))
+    return model_store.publish(store, vdir)
+
+
+def _random_colour_model():
+    """The colour model's shape with random weights, seeded so that it does not tell red from blue as the
+    trained one does (checked, so the test cannot pass by luck)."""
+    model = _colour_model()
+    for seed in range(100):
+        w = np.random.default_rng(seed).normal(0, 4, (3, 2)).astype(np.float32)
+        model.get_layer("predictions").set_weights([w, np.zeros(2, np.float32)])
+        red, blue = model.predict(np.stack([np.full((227, 227, 3), c, np.float32) for c in (RED, BLUE)]), verbose=0)
+        if not (red.argmax() == 0 and blue.argmax() == 1):
+            return model
+    raise AssertionError("no disagreeing seed")
+
+
+@pytest.fixture(scope="module")
+def colour_versions(tmp_path_factory):
+    """Version 1: the colour model; 2: the same again; 3: random weights; 4: the colour model claiming a
+    much lower validation accuracy."""
+    store = tmp_path_factory.mktemp("rollout") / "store"
+    _publish(store, _colour_model(), 1.0)
+    _publish(store, _colour_model(), 1.0)
+    _publish(store, _random_colour_model(), 1.0)
+    _publish(store, _colour_model(), 0.9)
+    return store
+
+
+def _app(store, labels: dict, **config):
+    version_labels.write_labels(store, labels)
+    return create_app({"MODEL_STORE": str(store), "MODEL_POLL_SECONDS": 0, "MODEL_VERSIONS": "labels",
+                       "MODEL_RUNTIME": "tensorflow", **config})
+
+
+def _predict(client, image: bytes, **headers):
+    r = client.post("/predict", data=image, content_type="image/jpeg", headers=headers)
+    assert r.status_code == 200, r.json
+    return r.json
+
+
+def test_canary_split_is_sticky_and_within_two_points(colour_versions):
+    app = _app(colour_versions, {"stable": 1, "candidate": 2}, CANARY_PERCENT=10)
+    client = app.test_client()
+    versions = [_predict(client, IMAGES[i % 8], **{"X-Client-Id": f"client-{i}"})["model_version"]
+                for i in range(5000)]
+    share = versions.count("2") / len(versions)
+    assert abs(share - 0.10) <= 0.02, share
+    # Each client got the version its id falls on, every time.
+    assert all(v == ("2" if bucket(f"client-{i}") < 10 else "1") for i, v in enumerate(versions))
+    again = {_predict(client, IMAGES[0], **{"X-Client-Id": "client-7"})["model_version"] for _ in range(20)}
+    assert again == {versions[7]}
+    app.extensions["model_service"].stop()
+
+
+def test_shadow_never_changes_a_response_and_a_random_candidate_is_rejected(colour_versions):
+    plain = create_app({"MODEL_STORE": str(colour_versions), "MODEL_POLL_SECONDS": 0, "MODEL_VERSION": 1,
+                        "MODEL_RUNTIME": "tensorflow"})
+    want = [_predict(plain.test_client(), img) for img in IMAGES]
+    window = 40
+    app = _app(colour_versions, {"stable": 1, "candidate": 3}, SHADOW_PERCENT=100, GATE_WINDOW=window)
+    client = app.test_client()
+    rollouts = app.extensions["model_service"].rollouts
+    answers, sent = [], 0
+    while rollouts.candidate.state == "candidate" and sent < 10 * window:
+        answers.append(_predict(client, IMAGES[sent % 8]))
+        sent += 1
+        time.sleep(0.002)  # let the shadow finish now and then, as real traffic would
+    for i, got in enumerate(answers):
+        expected = want[i % 8]
+        assert got["model_version"] == "1" and got["label"] == expected["label"]
+        assert got["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
+    summary = client.get("/v1/models/alexnet").json["rollout"]["candidate"]
+    assert summary["state"] == "rejected" and "agreement" in summary["reason"], summary
+    assert window <= sent <= window + 8, sent  # judged once the window was full
+    # Rejected: no more shadow work, the model unloaded, stable keeps answering, no restart.
+    shadowed = summary["requests"]["shadow"]
+    assert _predict(client, IMAGES[0])["model_version"] == "1"
+    time.sleep(0.2)
+    assert client.get("/v1/models/alexnet").json["rollout"]["candidate"]["requests"]["shadow"] == shadowed
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'rollout_state{state="rejected",version="3"} 1.0' in metrics
+    assert client.post("/predict?version=3", data=IMAGES[0], content_type="image/jpeg").status_code == 404
+    app.extensions["model_service"].stop()
+
+
+def test_accuracy_gate_keeps_a_worse_candidate_out(colour_versions):
+    app = _app(colour_versions, {"stable": 1, "candidate": 4}, CANARY_PERCENT=100, GATE_TOLERANCE=0.01)
+    client = app.test_client()
+    assert {_predict(client, img, **{"X-Client-Id": str(i)})["model_version"] for i, img in enumerate(IMAGES)} == {"1"}
+    cand = client.get("/v1/models/alexnet").json["rollout"]["candidate"]
+    assert cand["state"] == "rejected" and "validation accuracy 0.9000" in cand["reason"]
+    app.extensions["model_service"].stop()
+
+
+def test_promote_after_answers_within_bounds(colour_versions):
+    app = _app(colour_versions, {"stable": 1, "candidate": 2}, SHADOW_PERCENT=100, GATE_WINDOW=20, PROMOTE_AFTER=30)
+    client = app.test_client()
+    service = app.extensions["model_service"]
+    for i in range(200):
+        _predict(client, IMAGES[i % 8])
+        if service.predictor.version == 2:
+            break
+        time.sleep(0.002)
+    assert service.predictor.version == 2 and service.rollouts.candidate.state == "promoted"
+    assert _predict(client, IMAGES[0])["model_version"] == "2"
+    service.stop()
+
+
+def test_versioned_routes_and_label_cli(colour_versions, capsys):
+    app = _app(colour_versions, {"stable": 1, "candidate": 2})
+    client = app.test_client()
+    import base64
+
+    b64 = base64.b64encode(IMAGES[0]).decode()
+    r = client.post("/v1/models/alexnet/labels/candidate:predict", json={"instances": [{"b64": b64}]})
+    assert r.status_code == 200 and r.headers["X-Model-Version"] == "2"
+    r = client.post("/v1/models/alexnet/versions/1:predict", json={"instances": [{"b64": b64}]})
+    assert r.status_code == 200 and r.headers["X-Model-Version"] == "1"
+    assert client.post("/v1/models/alexnet/labels/beta:predict", json={"instances": [{"b64": b64}]}).status_code == 404
+    v2 = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}
+    assert client.post("/v2/models/alexnet/versions/2/infer", json=v2).json["model_version"] == "2"
+    assert client.post("/v2/models/alexnet/versions/3/infer", json=v2).status_code == 404
+    assert _predict(client, IMAGES[0])["model_version"] == "1"
+    assert client.post("/predict?version=2", data=IMAGES[0], content_type="image/jpeg").json["model_version"] == "2"
+    assert client.post("/predict?version=9", data=IMAGES[0], content_type="image/jpeg").status_code == 404
+    app.extensions["model_service"].stop()
+
+    assert main(["label", "--model-store", str(colour_versions), "stable=2"]) == 0  # promotes: candidate dropped
+    assert version_labels.read_labels(colour_versions) == {"stable": 2}
+    with pytest.raises(SystemExit, match="not in"):
+        main(["label", "--model-store", str(colour_versions), "candidate=9"])
+    with pytest.raises(SystemExit, match="stable=3"):
+        main(["label", "--model-store", str(colour_versions), "stable"])
+
+
+def test_labels_flipped_under_32_clients_give_no_errors(colour_versions):
+    version_labels.write_labels(colour_versions, {"stable": 1})
+    port = free_port()
+    proc = start_gunicorn(colour_versions, port, extra_env={
+        "MODEL_VERSIONS": "labels", "MODEL_POLL_SECONDS": "0.2", "MODEL_RUNTIME": "tensorflow"})
+    base = f"http://127.0.0.1:{port}"
+    results, done = [], threading.Event()
+
+    def client(k: int) -> None:
+        with requests.Session() as s:
+            while not done.is_set():
+                try:
+                    r = s.post(f"{base}/predict", data=IMAGES[k % 8], headers={"Content-Type": "image/jpeg"},
+                               timeout=60)
+                    results.append((r.status_code, r.json().get("model_version")))
+                except requests.RequestException as exc:
+                    results.append(("transport", str(exc)))
+
+    try:
+        wait_ready(base, proc)
+        with ThreadPoolExecutor(32) as pool:
+            for k in range(32):
+                pool.submit(client, k)
+            for stable in (2, 1, 2, 1):
+                time.sleep(1.5)
+                assert main(["label", "--model-store", str(colour_versions), f"stable={stable}"]) == 0
+            time.sleep(1.5)
+            done.set()
+    finally:
+        done.set()
+        stop(proc)
+    assert results and all(status == 200 for status, _ in results), [r for r in results if r[0] != 200][:5]
+    assert {v for _, v in results} == {"1", "2"}
+
+
+def test_labels_in_a_gcs_store(colour_versions, gcs, tmp_path):
+    for v in (1, 3):
+        model_store.upload_version(colour_versions, v, gcs)
+    assert main(["label", "--model-store", gcs, "stable=1", "candidate=2"]) == 0  # 3 uploaded as 2
+    assert version_labels.read_labels(gcs) == {"stable": 1, "candidate": 2}
+    app = create_app({"MODEL_STORE": gcs, "MODEL_CACHE_DIR": str(tmp_path / "cache"), "MODEL_POLL_SECONDS": 0,
+                      "MODEL_VERSIONS": "labels", "MODEL_RUNTIME": "tensorflow"})
+    client = app.test_client()
+    status = client.get("/v1/models/alexnet").json["rollout"]
+    assert status["stable"] == "1" and status["candidate"]["version"] == "2"
+    assert status["candidate"]["state"] == "candidate"
+    assert client.post("/predict?version=2", data=IMAGES[0], content_type="image/jpeg").json["model_version"] == "2"
+    app.extensions["model_service"].stop()

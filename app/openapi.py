@@ -11,6 +11,10 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 ERRORS = {str(code): _json(ERROR, text) for code, text in (
     (400, "Bad input"), (404, "Unknown model or version"), (413, "Body too large"),
     (415, "Unsupported Content-Type"), (503, "Model not ready or server overloaded"))}
+VERSION_QUERY = {"name": "version", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": ["1"]},
+                 "description": "a served version (stable, or the labelled candidate); 404 for any other"}
+LABEL = {"name": "label", "in": "path", "required": True, "schema": {"type": "string", "examples": ["stable"]}}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": ["alexnet"]}}
 VERSION = {"name": "version", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": ["1"]}}
@@ -186,7 +190,8 @@ def spec(explain_methods: list[str] | None = None) -> dict:
     predict_out = {"oneOf": [{"$ref": "#/components/schemas/Prediction"},
                              {"$ref": "#/components/schemas/Predictions"}]}
     paths = {
-        "/predict": _post("Classify one or more images", multipart, predict_out),
+        "/predict": _post("Classify one or more images (MODEL_VERSIONS=labels: canary clients may get the "
+                          "candidate; ?version=N asks for a served version)", multipart, predict_out, [VERSION_QUERY]),
         "/feedback": _feedback(),
         "/healthz": _get("Liveness"),
         "/readyz": _get("Readiness: model loaded and warmed", extra=unavailable),
@@ -198,6 +203,12 @@ def spec(explain_methods: list[str] | None = None) -> dict:
         "/v1/models/{name}/metadata": _get("TF Serving signature metadata", params=[NAME], extra=not_found),
         "/v1/models/{name}:predict": _post("TF Serving predict (b64 instances)", tf_body,
                                            {"$ref": "#/components/schemas/TFPredictResponse"}, [NAME]),
+        "/v1/models/{name}/versions/{version}:predict": _post(
+            "TF Serving predict on one served version (stable or the candidate); X-Model-Version names it",
+            tf_body, {"$ref": "#/components/schemas/TFPredictResponse"}, [NAME, VERSION]),
+        "/v1/models/{name}/labels/{label}:predict": _post(
+            "TF Serving predict on the version a label names (labels.json: stable, candidate, ...)",
+            tf_body, {"$ref": "#/components/schemas/TFPredictResponse"}, [NAME, LABEL]),
         "/v2": _get("V2 server metadata"),
         "/v2/health/live": _get("V2 liveness"),
         "/v2/health/ready": _get("V2 readiness", extra=unavailable),

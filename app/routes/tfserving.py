@@ -16,7 +16,7 @@ bp = Blueprint("tfserving", __name__, url_prefix="/v1/models")
 
 
 @bp.get("/<model:name>")
-@bp.get("/<model:name>/versions/<version>")
+@bp.get("/<model:name>/versions/<model:version>")
 def status(name: str, version: str | None = None):
     """Version states, TF Serving style (AVAILABLE, LOADING, END with an error for failed ones)."""
     if name != MODEL_NAME:
@@ -90,7 +90,9 @@ def predict(name: str, version: str | None = None, label: str | None = None):
 
 
 def _labelled(name: str, label: str) -> str:
-    labels = get_service().rollouts.labels
+    service = get_service()
+    # "stable" is always the version serving everyone (the newest without labels, or one promoted here).
+    labels = {**service.rollouts.labels, "stable": service.predictor.version}
     if label not in labels:
         raise ApiError(f"model '{name}' has no version labelled '{label}' (labels: "
                        f"{', '.join(sorted(labels)) or 'none'})", 404)

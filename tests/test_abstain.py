@@ -231,10 +231,8 @@ def test_bad_abstain_setting_exits_4_with_one_line(tmp_path):
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
 def test_page_says_neither_with_the_score_and_why_still_works(colour_store, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from tests.conftest import free_port, start_gunicorn, stop, wait_ready
-    from tests.test_browser import ARGS
+    from tests.test_browser import uploaded
 
     port = free_port()
     proc = start_gunicorn(colour_store, port)
@@ -244,14 +242,7 @@ def test_page_says_neither_with_the_score_and_why_still_works(colour_store, tmp_
     red.write_bytes(_jpeg(RED, 9))
     try:
         wait_ready(base, proc)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(base + "/")
-            page.set_input_files("#image", [str(grey), str(red)])
-            page.wait_for_selector("text=Done: 2 image(s).", timeout=30_000)
+        with uploaded(base, [grey, red]) as (page, errors):
             abstained = page.locator(".card.abstained")
             assert abstained.count() == 1
             text = abstained.locator(".label").inner_text()
@@ -261,7 +252,6 @@ def test_page_says_neither_with_the_score_and_why_still_works(colour_store, tmp_
             abstained.locator(".why-button").click()
             page.wait_for_selector(".card.abstained .pics img.overlay", timeout=60_000)
             assert errors == []
-            browser.close()
     finally:
         stop(proc)
 

@@ -1,5 +1,6 @@
 """The upload page in real headless Chromium (Debian's chromium, driven by Playwright)."""
 
+import contextlib
 import os
 import shutil
 
@@ -11,6 +12,24 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 # `SCREENSHOT=docs/upload-page.png make test` refreshes the README's screenshot.
 SCREENSHOT = os.environ.get("SCREENSHOT")
+
+
+@contextlib.contextmanager
+def uploaded(base: str, files: list):
+    """Headless Chromium on the upload page at base, the files chosen and classified: yields (page, page
+    errors); the caller asserts on both."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = b.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(base + "/")
+        page.set_input_files("#image", [str(f) for f in files])
+        page.wait_for_selector(f"text=Done: {len(files)} image(s).", timeout=30_000)
+        yield page, errors
+        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -242,9 +242,7 @@ def test_capture_is_decided_by_the_image_hash():
 @pytest.mark.browser
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
 def test_page_wrong_button_sends_feedback_and_shows_the_answer(trained_store, tmp_path, sample_jpeg):
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_browser import ARGS
+    from tests.test_browser import uploaded
 
     log = tmp_path / "log"
     photo = tmp_path / "photo.jpg"
@@ -254,22 +252,13 @@ def test_page_wrong_button_sends_feedback_and_shows_the_answer(trained_store, tm
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, proc)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
-            page = browser.new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(base + "/")
-            page.set_input_files("#image", [str(photo)])
-            page.wait_for_selector("text=Done: 1 image(s).", timeout=30_000)
+        with uploaded(base, [photo]) as (page, errors):
             page.locator(".wrong-button").click()
             page.locator(".wrong button[data-label=neither]").click()
-            answer = page.locator(".wrong .answer")
-            answer.wait_for(state="visible", timeout=10_000)
             page.wait_for_function("() => document.querySelector('.wrong .answer').textContent.length > 0")
-            assert answer.inner_text().startswith("Thanks: recorded as neither"), answer.inner_text()
+            answer = page.locator(".wrong .answer").inner_text()
+            assert answer.startswith("Thanks: recorded as neither"), answer
             assert errors == []
-            browser.close()
     finally:
         assert stop(proc) == 0
     feedback = [r for r in _records(log) if r["type"] == "feedback"]

@@ -45,7 +45,7 @@ def run_level(base: str, bodies: list[bytes], clients: int, requests: int, timeo
             # A boundary of its own per request, as curl and browsers send (see multipart.lua).
             boundary = f"----alexnetbench{i:010d}"
             body = bodies[i % len(bodies)].replace(BOUNDARY.encode(), boundary.encode())
-            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "X-Client-Id": boundary}
             started = time.perf_counter()
             try:
                 conn.request("POST", path, body=body, headers=headers)

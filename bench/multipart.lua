@@ -30,7 +30,10 @@ request = function()
   i = i % #bodies + 1
   n = n + 1
   local boundary = string.format("----alexnetbench%010d%06d", n, math.random(0, 999999))
-  return wrk.format("POST", "/predict", {["Content-Type"] = "multipart/form-data; boundary=" .. boundary},
+  -- Each request is a client of its own (X-Client-Id), so a canary share splits the load as it would
+  -- split many users.
+  return wrk.format("POST", "/predict", {["Content-Type"] = "multipart/form-data; boundary=" .. boundary,
+                                         ["X-Client-Id"] = boundary},
                     table.concat(bodies[i], boundary))
 end
 

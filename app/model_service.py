@@ -19,6 +19,7 @@ from app import metrics
 from app.batching import HIGH, Batcher, OverloadedError
 from app.predictor import ModelLoadError, Predictor, abstain_threshold, load_predictor
 from app.rollout_manager import RolloutManager
+from app.version_poller import VersionPoller
 from explain.occlusion import IMAGES_PER_EXPLANATION
 from model_store import ood, version_labels
 
@@ -64,14 +65,14 @@ class ModelService:
         self.batcher: Batcher | None = None
         self.states: dict[int, dict] = {}  # version -> {"state": ..., "error_message": ...}
         self.draining = False
-        self.poll_failures = 0
-        self.last_poll_error = ""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.rollouts = RolloutManager(self)
+        self.poller = VersionPoller(self)
 
     # -- loading --------------------------------------------------------------------------------
-    def _wanted_version(self) -> int | None:
+    def wanted_version(self) -> int | None:
+        """The version to serve now (fetched into the cache for gs:// stores)."""
         pinned = int(self.config["MODEL_VERSION"]) if self.config.get("MODEL_VERSION") else None
         if self.rollouts.enabled and pinned is None:
             pinned = self.rollouts.read().get(version_labels.STABLE)  # None: the newest, as without labels
@@ -131,7 +132,7 @@ class ModelService:
     def start(self) -> None:
         """Load and warm the initial version, then start the inference thread and the poller."""
         try:
-            version = self._wanted_version()
+            version = self.wanted_version()
         except OSError as exc:  # RemoteStoreError for gs://, plain OSError for a local folder
             raise ModelLoadError(f"model store {self.store_uri} unreadable: {exc}") from exc
         if version is None:
@@ -154,59 +155,21 @@ class ModelService:
             self.rollouts.sync(labels.get(version_labels.CANDIDATE))
         poll = float(self.config.get("MODEL_POLL_SECONDS") or 0)
         if poll > 0 and not self.config.get("MODEL_VERSION"):
-            threading.Thread(target=self._poll_loop, args=(poll,), name="model-poller", daemon=True).start()
+            threading.Thread(target=self.poller.run, args=(poll, self._stop), name="model-poller", daemon=True).start()
 
     def check_for_new_version(self) -> bool:
-        """Load a newer version if the store has one; keep the current one if it fails. True if swapped.
+        """Serve a newer version (or, with labels, what labels.json says) if there is one. True if swapped."""
+        return self.poller.check()
 
-        A store that cannot be read raises: the poll loop counts, reports and backs off for every error alike.
-        """
-        if self.rollouts.enabled:
-            return self._follow_labels()
-        version = self._wanted_version()
-        current = self.predictor.version if self.predictor else None
-        if version is None or version == current or (current is not None and version < current):
-            return False
-        log.info("new model version %s found (serving %s); loading", version, current)
-        try:
-            predictor = self.load(version)
-        except ModelLoadError as exc:
-            log.error("model version %s rejected, still serving %s: %s", version, current, exc)
-            return False
-        self.swap(predictor)
-        log.info("now serving model version %s", version)
-        return True
+    @property
+    def poll_failures(self) -> int:
+        """Polls that raised so far."""
+        return self.poller.failures
 
-    def _follow_labels(self) -> bool:
-        """MODEL_VERSIONS=labels: when labels.json changed, serve its stable and load its candidate."""
-        labels = self.rollouts.changed()
-        if labels is None:
-            return False
-        stable, swapped = labels.get(version_labels.STABLE), False
-        current = self.predictor.version
-        if stable is not None and stable != current:
-            self._wanted_version()  # fetches a gs:// version into the cache
-            try:
-                self.swap(self.load(stable))
-                swapped = True
-                log.info("labels: now serving stable version %s", stable)
-            except ModelLoadError as exc:
-                log.error("labels: stable version %s rejected, still serving %s: %s", stable, current, exc)
-        self.rollouts.sync(labels.get(version_labels.CANDIDATE))
-        return swapped
-
-    def _poll_loop(self, seconds: float) -> None:
-        wait = seconds
-        while not self._stop.wait(wait):
-            try:
-                self.check_for_new_version()
-                wait = seconds
-            except Exception as exc:  # noqa: BLE001 - whatever a store raises, the poller must survive it
-                self.poll_failures += 1
-                self.last_poll_error = f"{type(exc).__name__}: {exc}"
-                metrics.POLL_FAILURES.inc()
-                wait = min(wait * 2, max(seconds, 300.0))  # back off, but keep polling
-                log.exception("model poll failed (%d so far); next try in %.0fs", self.poll_failures, wait)
+    @property
+    def last_poll_error(self) -> str:
+        """The last poll error ("" if none)."""
+        return self.poller.last_error
 
     def stop(self) -> None:
         """Stop polling and the inference threads."""

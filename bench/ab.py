@@ -12,7 +12,7 @@ import json
 import statistics
 from pathlib import Path
 
-from bench import load, wrk
+from bench import cpu, load, wrk
 from bench.server import ROOT, free_port, start_gunicorn, stop, wait_ready
 
 SHARED_VAL = ROOT.parent / "shared" / "data" / "cats_dogs" / "validation"
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sides = {"A": _env(args.a), "B": _env(args.b)}
     procs, bases = {}, {}
-    figures = {s: {"img_per_s": [], "p50_ms": [], "errors": 0} for s in sides}
+    figures = {s: {"img_per_s": [], "cpu_ms_per_img": [], "p50_ms": [], "errors": 0} for s in sides}
     try:
         for side, env in sides.items():
             port = free_port()
@@ -55,11 +55,17 @@ def main(argv: list[str] | None = None) -> int:
             drive(bases[side], 2, 2)
         for r in range(args.rounds):
             for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                cpu_before = cpu.tree_cpu(procs[side].pid)
                 level = drive(bases[side], args.clients, args.seconds)
+                # The server's CPU per answered image: what per-request work (a shadow model call) costs.
+                cpu_used = cpu.tree_cpu(procs[side].pid) - cpu_before
                 figures[side]["img_per_s"].append(level["img_per_s"])
+                figures[side]["cpu_ms_per_img"].append(1000 * cpu_used / max(1.0, level["img_per_s"] * args.seconds))
                 figures[side]["errors"] += level["errors"]
             print(f"round {r + 1}: {args.clients} clients A {figures['A']['img_per_s'][-1]:.1f}, "
-                  f"B {figures['B']['img_per_s'][-1]:.1f} img/s", flush=True)
+                  f"B {figures['B']['img_per_s'][-1]:.1f} img/s; server CPU per image A "
+                  f"{figures['A']['cpu_ms_per_img'][-1]:.2f}, B {figures['B']['cpu_ms_per_img'][-1]:.2f} ms",
+                  flush=True)
         for r in range(args.rounds):
             for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
                 level = drive(bases[side], 1, args.seconds)
@@ -76,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"B {sides['B']}: {med['B']['img_per_s']:.1f} img/s, p50 {med['B']['p50_ms']:.2f} ms; errors "
           f"{figures['B']['errors']}")
     print(f"B/A: throughput {med['B']['img_per_s'] / med['A']['img_per_s']:.3f}x, p50 "
-          f"{med['B']['p50_ms'] / med['A']['p50_ms']:.3f}x")
+          f"{med['B']['p50_ms'] / med['A']['p50_ms']:.3f}x, server CPU per image "
+          f"{med['B']['cpu_ms_per_img']:.2f} / {med['A']['cpu_ms_per_img']:.2f} ms = "
+          f"{med['B']['cpu_ms_per_img'] / med['A']['cpu_ms_per_img']:.3f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"sides": sides, "rounds": figures, "medians": med}, indent=2))
     return 0

@@ -14,7 +14,7 @@ NEG_SHARE ?= 0.4
 TRAIN_FLAGS := --epochs 15 --warmup-epochs 1 --learning-rate 5e-4 --bn-momentum 0.9 --verbose 2
 PORT ?= 8000
 
-.PHONY: install test lint demo demo-model train evaluate serve bench soak clean bake hadolint base-image image image-train test-image
+.PHONY: install test test-fast lint demo demo-model train evaluate serve bench soak clean bake hadolint base-image image image-train test-image
 
 $(BIN)/activate: requirements.txt requirements-serve.txt requirements-tensorflow.txt requirements-beam.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -30,6 +30,10 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Every test that trains nothing (no trained_store, no train/export runs): about a minute on 2 cores.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not trains"
 
 # A demo-quality model in <= 10 minutes of training: 2 epochs, each a fresh random subset of the photos cut to
 # fit --time-budget at the speed measured at start-up (hosts differ up to 2x).

@@ -78,6 +78,16 @@ def corrupt_models(vdir: Path) -> None:
 
 BUCKET = "alexnet-models"
 
+# Fixtures that train a model (directly or through trained_store): tests using them are marked `trains`.
+TRAINING_FIXTURES = {"trained_store", "colour_store", "colour_versions"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that trains, so `make test-fast` (-m "not trains") can leave them out."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.trains)
+
 
 @pytest.fixture
 def gcs(monkeypatch):

@@ -57,6 +57,7 @@ def test_shards_together_are_the_unsharded_batches():
             np.testing.assert_array_equal(merged, full[k])
 
 
+@pytest.mark.trains
 def test_two_workers_train_one_version_with_identical_weights(tmp_path, tiny_data):
     store = tmp_path / "store"
     ports = [free_port(), free_port()]

@@ -79,6 +79,7 @@ def test_cache_keeps_only_the_serving_version(gcs, trained_store, tmp_path):
         service.stop()
 
 
+@pytest.mark.trains
 def test_train_to_gcs_removes_its_local_store(gcs, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("ALEXNET_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["train", "--data-dir", str(tiny_data["train"]), "--val-dir", str(tiny_data["val"]),

@@ -112,6 +112,7 @@ def test_predict_tta_flip_averages_the_mirror():
         model_store.predict_tta(fake, images, "rotate")
 
 
+@pytest.mark.trains
 def test_interrupted_run_resumes_to_one_version(tmp_path, two_folders, tiny_data, monkeypatch):
     store = tmp_path / "store"
     argv = ["train", "--data-dir", str(two_folders[0]), "--data-dir", str(two_folders[1]),
@@ -168,6 +169,7 @@ def test_time_budget_plans_steps_once_and_resume_keeps_them(tmp_path, monkeypatc
     assert len(pipeline.train_dataset_from(source, 2)) == 3
 
 
+@pytest.mark.trains
 def test_time_budget_cuts_the_epochs(tmp_path, two_folders, tiny_data):
     store = tmp_path / "store"
     assert main(["train", "--data-dir", str(two_folders[0]), "--data-dir", str(two_folders[1]),
@@ -197,6 +199,7 @@ def test_budget_schedule_is_the_cosine_schedule_until_time_runs_ahead():
     assert float(ours(10)) == pytest.approx(1e-5, rel=1e-4)
 
 
+@pytest.mark.trains
 def test_deadline_stops_a_run_that_would_overrun_its_budget(tmp_path, two_folders, tiny_data, monkeypatch):
     from training import train as train_module
 

@@ -7,11 +7,14 @@ the same matches with `bytes.find` plus one pattern compiled once; everything el
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 
 from flask import Flask
 from werkzeug import formparser
 from werkzeug.sansio.multipart import MultipartDecoder
+
+WRITTEN_FOR = "3.1.9"  # the Werkzeug release whose MultipartDecoder internals this relies on (pinned)
 
 # What follows "--boundary" in Werkzeug's patterns: "--" (the closing boundary) with optional trailing
 # horizontal whitespace and line break, or horizontal whitespace then a line break.
@@ -80,5 +83,14 @@ class FastMultipartDecoder(MultipartDecoder):
 
 
 def init_app(app: Flask) -> None:
-    """Parse multipart bodies with FastMultipartDecoder (Werkzeug's MultiPartParser looks it up by name)."""
+    """Parse multipart bodies with FastMultipartDecoder (Werkzeug's MultiPartParser looks it up by name),
+    when Werkzeug is the version this was written against; else Werkzeug's own parser stays."""
+    installed = importlib.metadata.version("werkzeug")
+    if installed != WRITTEN_FOR:
+        # The decoder's internals (preamble_re, boundary_re) are private: another version may use them
+        # differently, so it keeps its own parser and pays for the per-boundary compiles.
+        app.logger.warning("Werkzeug %s is not %s: multipart uploads use Werkzeug's own parser", installed,
+                           WRITTEN_FOR)
+        formparser.MultipartDecoder = MultipartDecoder
+        return
     formparser.MultipartDecoder = FastMultipartDecoder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 
 from hypothesis import example, given, settings
@@ -83,3 +84,18 @@ def test_the_app_uses_it(client, sample_jpeg):
                            content_type="multipart/form-data; boundary=a new one for every request")
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["label"] in ("cats", "dogs")
+
+
+def test_another_werkzeug_keeps_its_own_parser(monkeypatch):
+    from flask import Flask
+    from werkzeug import formparser
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9" if name == "werkzeug" else real(name))
+    multipart.init_app(Flask(__name__))
+    try:
+        assert formparser.MultipartDecoder is MultipartDecoder
+    finally:
+        monkeypatch.undo()
+        multipart.init_app(Flask(__name__))
+    assert formparser.MultipartDecoder is multipart.FastMultipartDecoder

@@ -67,6 +67,9 @@ class ModelService:
         self.draining = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # One model call at a time across versions: each call already uses every core, and a stable and a
+        # candidate call at once would only fight over them.
+        self.model_lock = threading.Lock()
         self.rollouts = RolloutManager(self)
         self.poller = VersionPoller(self)
 
@@ -183,7 +186,8 @@ class ModelService:
     # -- inference ------------------------------------------------------------------------------
     def _run_batch(self, images: np.ndarray) -> list[tuple[int, np.ndarray]]:
         predictor = self.predictor  # one reference per batch: a swap never splits a batch
-        probs = predictor.predict(images)
+        with self.model_lock:
+            probs = predictor.predict(images)
         return [(predictor.version, row) for row in probs]
 
     @property

@@ -85,7 +85,12 @@ class RolloutManager:
             predictor = service.load(version)
         except ModelLoadError as exc:
             return self._rejected(version, f"cannot load: {exc}")
-        batcher = Batcher(lambda images, p=predictor: [(p.version, row) for row in p.predict(images)],
+        def run(images, p=predictor):
+            with service.model_lock:
+                probs = p.predict(images)
+            return [(p.version, row) for row in probs]
+
+        batcher = Batcher(run,
                           max_batch=int(self.config["BATCH_MAX_SIZE"]), max_queue=int(self.config["MAX_QUEUE"]),
                           max_queue_time_s=float(self.config["MAX_QUEUE_SECONDS"]),
                           max_low_batch=int(self.config["BATCH_MAX_SIZE"]))

@@ -149,14 +149,15 @@ class RolloutManager:
 
     def shadow(self, request_key: str, images: list, stable_labels: list[str], stable_abstained: list[bool]) -> None:
         """Run the images on the candidate in the background and compare with stable's answers; never waits.
-        Skipped (and counted) when the candidate's queue is already a full batch deep."""
+        Skipped (and counted) while stable has work queued or the candidate's queue is a full batch deep."""
         cand = self.serving_candidate()
         if cand is None or self.shadow_percent <= 0 or bucket("shadow:" + request_key) >= self.shadow_percent:
             return
         batcher, predictor = cand.batcher, cand.predictor  # the candidate may be unloaded meanwhile
         if batcher is None or predictor is None:
             return
-        if batcher.depth() >= batcher.max_batch:
+        # Dropped first under load: while stable has images waiting, or the candidate is a batch behind.
+        if self.service.batcher.depth() > 0 or batcher.depth() >= batcher.max_batch:
             cand.shadow_dropped += 1
             metrics.SHADOW_DROPPED.inc()
             return

@@ -179,6 +179,10 @@ class RolloutManager:
             latency = (time.perf_counter() - started) * 1000
             try:
                 rows = [f.result()[1] for f in futures]
+            except OverloadedError:  # waited too long behind stable's work: dropped, not the candidate's fault
+                cand.shadow_dropped += 1
+                metrics.SHADOW_DROPPED.inc()
+                return
             except Exception:  # noqa: BLE001 - any failure of the candidate is an error sample, never the user's
                 state = cand.record("shadow", True, latency)
             else:

@@ -49,6 +49,7 @@ class Batcher:
         on_batch: Callable[[int, float], None] | None = None,
         max_low_batch: int = 2,
         low_reserve: int = 0,
+        before_low: Callable[[], bool] | None = None,
     ):
         self._run_batch = run_batch
         self.max_batch = max_batch
@@ -64,6 +65,11 @@ class Batcher:
         self._count_lock = threading.Lock()
         self._seq = itertools.count()
         self._on_batch = on_batch
+        # Called before a LOW batch runs; False drops it (the items fail with OverloadedError). A shadow
+        # candidate uses it to run only while the stable version is idle.
+        self._before_low = before_low
+        self.running = False
+        self.last_active = time.monotonic()
         self.batches_run = 0
         self._last_batch = 0
         self._buffer = bytearray()  # the batch input, reused (only the inference thread touches it)
@@ -86,6 +92,7 @@ class Batcher:
             if full:
                 raise OverloadedError("server busy: inference queue is full")
             self._waiting[priority] += len(images)
+        self.last_active = time.monotonic()
         items = [_Item(img, priority) for img in images]
         for item in items:
             self._queue.put_nowait((priority, next(self._seq), item))
@@ -112,6 +119,12 @@ class Batcher:
     def depth(self) -> int:
         """Images waiting in the queue."""
         return self._queue.qsize()
+
+    def idle_for(self) -> float:
+        """Seconds since this batcher last had work queued or running (0 while it has)."""
+        if self.running or self._queue.qsize():
+            return 0.0
+        return time.monotonic() - self.last_active
 
     def close(self) -> None:
         """Stop the inference thread after the queue drains."""
@@ -168,7 +181,12 @@ class Batcher:
             batch = self._runnable(collected)
             if not batch:
                 continue
+            if batch[0].priority == LOW and self._before_low is not None and not self._before_low():
+                for item in batch:
+                    item.future.set_exception(OverloadedError("background work dropped: the server is busy"))
+                continue
             started = time.monotonic()
+            self.running = True
             try:
                 out = self._run_batch(self._stack([item.image for item in batch]))
             except Exception as exc:  # noqa: BLE001 - any model failure goes back to the waiting requests
@@ -176,6 +194,9 @@ class Batcher:
                 for item in batch:
                     item.future.set_exception(exc)
                 continue
+            finally:
+                self.running = False
+                self.last_active = time.monotonic()
             self.batches_run += 1
             if self._on_batch:
                 self._on_batch(len(batch), time.monotonic() - started)

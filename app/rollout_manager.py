@@ -23,6 +23,11 @@ from model_store import ood, version_labels
 
 log = logging.getLogger(__name__)
 
+# Shadow work runs only once stable has been idle this long (closed-loop clients refill its queue within
+# about a millisecond), and is dropped after waiting this long for such a gap.
+STABLE_IDLE_S = 0.002
+SHADOW_WAIT_S = 0.2
+
 
 class RolloutManager:
     """The candidate side of a ModelService."""
@@ -90,7 +95,7 @@ class RolloutManager:
                 probs = p.predict(images)
             return [(p.version, row) for row in probs]
 
-        batcher = Batcher(run,
+        batcher = Batcher(run, before_low=self._stable_idle,
                           max_batch=int(self.config["BATCH_MAX_SIZE"]), max_queue=int(self.config["MAX_QUEUE"]),
                           max_queue_time_s=float(self.config["MAX_QUEUE_SECONDS"]),
                           max_low_batch=int(self.config["BATCH_MAX_SIZE"]))
@@ -100,6 +105,15 @@ class RolloutManager:
         candidate = Candidate(version, predictor, batcher, self.bounds)
         candidate.stable_rate = self.stable_abstain_rate
         return candidate
+
+    def _stable_idle(self) -> bool:
+        """Wait for a gap in stable's work (True), or give up after SHADOW_WAIT_S (False: drop the shadow)."""
+        deadline = time.monotonic() + SHADOW_WAIT_S
+        while time.monotonic() < deadline:
+            if self.service.batcher.idle_for() >= STABLE_IDLE_S:
+                return True
+            time.sleep(STABLE_IDLE_S / 2)
+        return False
 
     def _rejected(self, version: int, reason: str) -> Candidate:
         log.error("candidate version %s rejected: %s", version, reason)

@@ -226,3 +226,21 @@ def test_predictions_never_use_the_low_reserve():
         batcher.submit([np.zeros(1)], LOW)
     gate.set()
     batcher.close()
+
+
+def test_before_low_can_drop_background_work_and_never_touches_predictions():
+    from app.batching import HIGH, LOW
+
+    allowed = {"now": False}
+    batcher = Batcher(lambda x: x.reshape(len(x), -1)[:, :1], max_batch=4, before_low=lambda: allowed["now"])
+    try:
+        img = np.ones((2, 2, 1), np.float32)
+        low = batcher.submit([img], LOW)[0]
+        with pytest.raises(OverloadedError, match="background"):
+            low.result(timeout=10)
+        assert batcher.submit([img], HIGH)[0].result(timeout=10)[0] == 1.0
+        allowed["now"] = True
+        assert batcher.submit([img], LOW)[0].result(timeout=10)[0] == 1.0
+        assert batcher.idle_for() >= 0.0
+    finally:
+        batcher.close()

@@ -70,6 +70,7 @@ class ModelService:
         # One model call at a time across versions: each call already uses every core, and a stable and a
         # candidate call at once would only fight over them.
         self.model_lock = threading.Lock()
+        self.in_flight, self.in_flight_lock = 0, threading.Lock()
         self.rollouts = RolloutManager(self)
         self.poller = VersionPoller(self)
 
@@ -263,5 +264,15 @@ def init_app(app: Flask) -> None:
     def _note_arrival() -> None:
         # Whether this request came before SIGTERM: those are finished while draining, later ones refused.
         g.arrived_before_drain = not service.draining
+        with service.in_flight_lock:
+            service.in_flight += 1
+        g.counted_in_flight = True
+
+    @app.teardown_request
+    def _note_departure(_exc) -> None:
+        # Requests being handled (decoding included): background model work waits until there are none.
+        if g.pop("counted_in_flight", False):
+            with service.in_flight_lock:
+                service.in_flight -= 1
     if app.config.get("LOAD_MODEL", True):
         service.start()

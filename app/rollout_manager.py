@@ -110,7 +110,8 @@ class RolloutManager:
         """Wait for a gap in stable's work (True), or give up after SHADOW_WAIT_S (False: drop the shadow)."""
         deadline = time.monotonic() + SHADOW_WAIT_S
         while time.monotonic() < deadline:
-            if self.service.batcher.idle_for() >= STABLE_IDLE_S:
+            # No request being handled (one may be decoding, about to need the model) and stable idle.
+            if self.service.in_flight == 0 and self.service.batcher.idle_for() >= STABLE_IDLE_S:
                 return True
             time.sleep(STABLE_IDLE_S / 2)
         return False

@@ -96,7 +96,7 @@ def _raw(store: str, variant: str, seconds: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run everything, print the tables, write bench/results/<date>.{json,md,png}."""
+    """Run everything, print the tables, write .bench/results/<date>.{json,md,png}."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--model-store", default="model_store")
     parser.add_argument("--images", default=str(SHARED_VAL), help="folder of JPEGs to send")
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-seconds", type=float, default=6.0)
     parser.add_argument("--runtimes", default=",".join(runtimes.NAMES), help="our server under each of these")
     parser.add_argument("--bentoml-python", help="python of a venv with BentoML + TensorFlow (make bench makes one)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--out", default=str(ROOT / ".bench" / "results"))  # ignored by git
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-floor", action="store_true",
                         help="skip the no-model floor servers (HTTP only, HTTP + decode)")

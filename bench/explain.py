@@ -2,7 +2,7 @@
 
 Per runtime (a gunicorn worker each, the production command): ms per explanation at one client for every
 method the runtime offers, then /predict latency at one client alone and while one client requests
-explanations back to back. Writes bench/results/explain-<time>.{json,md}.
+explanations back to back. Writes .bench/results/explain-<time>.{json,md}.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import requests
 from bench.load import load_bodies, run_level
 from bench.server import free_port, start_gunicorn, stop, wait_ready
 
-OUT = Path(__file__).resolve().parent / "results"
+OUT = Path(__file__).resolve().parent.parent / ".bench" / "results"  # ignored by git
 
 
 def measure(store: str, runtime: str, bodies: list[bytes], n_explain: int, n_predict: int) -> dict:
@@ -95,7 +95,7 @@ def main() -> int:
     meta = {"when": datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S"), "store": args.model_store, "host": host()}
     text = markdown(results, meta)
     print(text)
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"explain-{meta['when']}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     (OUT / f"explain-{meta['when']}.md").write_text(text)
     return 0

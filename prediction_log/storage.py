@@ -1,6 +1,6 @@
 """Where a prediction log lives: a local folder or gs://bucket/prefix, behind one small interface.
 
-Layout under the root: `segments/<UTC time>-<host>-<pid>-<n>.jsonl` (JSON lines, appended while open) and
+Layout under the root: `segments/<UTC time>-<host>-<pid>-<random>-<n>.jsonl` (JSON lines, appended while open) and
 `images/<sha256[:2]>/<sha256>.<ext>` (captured uploads, stored once). Every name is made by the server:
 nothing a client sends becomes part of a path.
 """

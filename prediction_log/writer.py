@@ -17,6 +17,7 @@ import queue
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,9 @@ class LogWriter:
         self._segment_size = 0
         self._segment_started = 0.0
         self._seq = 0
+        # Two writers of one process (or a restarted one with the same pid) never share a segment name:
+        # on GCS the second upload would replace the first.
+        self._token = uuid.uuid4().hex[:8]
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
@@ -171,7 +175,7 @@ class LogWriter:
             if self._segment is None:
                 self._seq += 1
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-                name = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._seq:06d}.jsonl"
+                name = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._token}-{self._seq:06d}.jsonl"
                 self._segment, self._segment_size = self.storage.segment_dir() / name, 0
                 self._segment_started = time.time()
             with open(self._segment, "ab") as fh:

@@ -9,8 +9,11 @@ EXTRA := ../shared/data/cats_dogs_extra
 # Photos of other things (cars, flowers) for the "neither" answer; 30% of each kind is held out of training.
 NEGATIVES ?= ../shared/data/not_cats_dogs
 NEG_FLAG = $(if $(wildcard $(NEGATIVES)),--negatives $(NEGATIVES))
-# The full recipe gives the negatives this share of every epoch (outlier exposure wants a large share).
-NEG_SHARE ?= 0.4
+# The full recipe gives the negatives this share of every epoch (outlier exposure wants a large share),
+# trains them as an extra "other" output, and adds generated images of no class (noise, flat colours,
+# gradients, filled shapes) to them.
+NEG_SHARE ?= 0.3
+SYNTHETIC ?= 1200
 TRAIN_FLAGS := --epochs 15 --warmup-epochs 1 --learning-rate 5e-4 --bn-momentum 0.9 --verbose 2
 PORT ?= 8000
 
@@ -63,7 +66,7 @@ demo: demo-model
 train: install
 	$(BIN)/python -m training train --data-dir $(or $(DATA),$(SHARED)/train) --data-dir $(EXTRA) \
 		--val-dir $(SHARED)/validation $(NEG_FLAG) $(if $(NEG_FLAG),--negatives-share $(NEG_SHARE)) \
-		--model-store $(MODEL_STORE) $(TRAIN_FLAGS) \
+		--synthetic-negatives $(SYNTHETIC) --model-store $(MODEL_STORE) $(TRAIN_FLAGS) \
 		$(if $(BUDGET),--time-budget $(BUDGET)) $(if $(RESUME),--resume)
 
 evaluate: install

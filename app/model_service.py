@@ -38,11 +38,12 @@ class Classified:
     class_names: list[str]
     probabilities: np.ndarray
     threshold: float | None = None
+    method: str = ood.METHOD  # the version's OOD score (model_store.ood.method_of)
 
     @cached_property
     def ood_scores(self) -> np.ndarray:
         """OOD score per image (model_store.ood)."""
-        return ood.scores(self.probabilities)
+        return ood.scores(self.probabilities, self.method)
 
     @cached_property
     def abstained(self) -> np.ndarray:
@@ -237,16 +238,17 @@ class ModelService:
         version = versions.pop()
         current, cand = self.predictor, self.rollouts.candidate
         if current.version == version:
-            names, threshold = current.class_names, current.abstain_threshold
+            metadata, threshold = current.metadata, current.abstain_threshold
         elif cand is not None and cand.version == version and cand.predictor is not None:
-            names, threshold = cand.predictor.class_names, cand.predictor.abstain_threshold
+            metadata, threshold = cand.predictor.metadata, cand.predictor.abstain_threshold
         else:
-            names, threshold = self._names_of(version)
-        return Classified(version, names, np.stack([row for _, row in results]), threshold)
+            metadata, threshold = self._metadata_of(version)
+        return Classified(version, list(metadata["class_names"]), np.stack([row for _, row in results]), threshold,
+                          ood.method_of(metadata))
 
-    def _names_of(self, version: int) -> tuple[list[str], float | None]:
+    def _metadata_of(self, version: int) -> tuple[dict, float | None]:
         metadata = model_store.read_metadata(self.local_store, version)
-        return list(metadata["class_names"]), abstain_threshold(
+        return metadata, abstain_threshold(
             metadata, str(self.config.get("ABSTAIN") or "on"), self.config.get("ABSTAIN_THRESHOLD"))
 
 

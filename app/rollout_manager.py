@@ -201,7 +201,8 @@ class RolloutManager:
             except Exception:  # noqa: BLE001 - any failure of the candidate is an error sample, never the user's
                 state = cand.record("shadow", True, latency)
             else:
-                labels, abstained = decide(predictor.abstain_threshold, predictor.class_names, rows)
+                labels, abstained = decide(predictor.abstain_threshold, predictor.class_names, rows,
+                                           ood.method_of(predictor.metadata))
                 agreed = [a == b for a, b in zip(labels, stable_labels, strict=True)]
                 state = cand.record("shadow", False, latency, abstained, agreed, stable_abstained)
             if state in (REJECTED, PROMOTED):
@@ -218,10 +219,11 @@ class RolloutManager:
                 "candidate": cand.summary() if cand is not None else None}
 
 
-def decide(threshold: float | None, class_names: list[str], rows) -> tuple[list[str], list[bool]]:
+def decide(threshold: float | None, class_names: list[str], rows, method: str = ood.METHOD
+           ) -> tuple[list[str], list[bool]]:
     """Served labels ("unknown" when abstained) and abstain flags for probability rows."""
     probs = np.stack(rows)
-    abstained = ood.abstains(ood.scores(probs), threshold)
+    abstained = ood.abstains(ood.scores(probs, method), threshold)
     labels = [ood.UNKNOWN_LABEL if a else class_names[int(np.argmax(p))]
               for p, a in zip(probs, abstained, strict=True)]
     return labels, [bool(a) for a in abstained]

@@ -29,6 +29,7 @@ class LoadedVersion:
                                      threads)
         self.class_names = list(self.metadata["class_names"])
         self.threshold = ood.threshold_of(self.metadata)
+        self.ood_method = ood.method_of(self.metadata)
 
 
 class RuntimeModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedVersion]):
@@ -63,7 +64,7 @@ class RuntimeModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedVersi
 
 def answer(probs: np.ndarray, model: LoadedVersion) -> dict:
     """What /predict answers for one image (label "unknown" when abstained), plus the runtime."""
-    score = float(ood.scores(probs[None])[0])
+    score = float(ood.scores(probs[None], model.ood_method)[0])
     abstained = bool(ood.abstains(np.array([score]), model.threshold)[0])
     top = int(np.argmax(probs))
     return {"label": ood.UNKNOWN_LABEL if abstained else model.class_names[top],

@@ -51,12 +51,12 @@ def _probs(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batc
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
 
-def scores_of(predict: Callable[[np.ndarray], np.ndarray], sets: OodSets) -> dict:
+def scores_of(predict: Callable[[np.ndarray], np.ndarray], sets: OodSets, method: str = ood.METHOD) -> dict:
     """{"val": (probs, scores), "heldout": {kind: scores}, "synthetic": {kind: scores}} for one runtime."""
     val_probs = _probs(predict, sets.val_images)
-    return {"val": (val_probs, ood.scores(val_probs)),
-            "heldout": {k: ood.scores(_probs(predict, v)) for k, v in sets.heldout.items()},
-            "synthetic": {k: ood.scores(_probs(predict, v)) for k, v in sets.synthetic.items()}}
+    return {"val": (val_probs, ood.scores(val_probs, method)),
+            "heldout": {k: ood.scores(_probs(predict, v), method) for k, v in sets.heldout.items()},
+            "synthetic": {k: ood.scores(_probs(predict, v), method) for k, v in sets.synthetic.items()}}
 
 
 def _kind_figures(val_scores: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
@@ -92,16 +92,17 @@ def _pooled_rate(fig: dict, group: str) -> float | None:
 
 
 def calibrate(reference: Callable[[np.ndarray], np.ndarray], others: dict[str, Callable], sets: OodSets,
-              abstain_rate: float = ood.DEFAULT_ABSTAIN_RATE) -> tuple[dict, dict[str, dict], dict]:
+              abstain_rate: float = ood.DEFAULT_ABSTAIN_RATE, method: str = ood.METHOD
+              ) -> tuple[dict, dict[str, dict], dict]:
     """(metadata's `ood`, each runtime's abstain figures, the reference's raw scores for the report)."""
-    ref = scores_of(reference, sets)
+    ref = scores_of(reference, sets, method)
     threshold = ood.fit_threshold(ref["val"][1], abstain_rate)
-    meta = {"method": ood.METHOD, "threshold": round(threshold, 6), "target_abstain_rate": abstain_rate,
+    meta = {"method": method, "threshold": round(threshold, 6), "target_abstain_rate": abstain_rate,
             **figures(ref, sets.val_labels, threshold)}
     ref_decisions = _decisions(ref, threshold)
     per_runtime = {}
     for name, predict in others.items():
-        found = scores_of(predict, sets)
+        found = scores_of(predict, sets, method)
         fig = figures(found, sets.val_labels, threshold)
         per_runtime[name] = {
             "val_abstain_rate": fig["validation"]["abstain_rate"],
@@ -127,6 +128,8 @@ def sets_for(metadata: dict, val_images: np.ndarray, val_labels: np.ndarray,
     version did not train on them; None when there are no negatives to calibrate against."""
     ds = metadata.get("dataset") or {}
     trained = [str(d) for d in ds.get("negatives") or []]
+    for d in trained:  # generated negatives are made again where they are missing (another machine)
+        synthetic.restore(d)
     dirs = [str(d) for d in negative_dirs or trained]
     if not dirs:
         return None
@@ -151,7 +154,8 @@ def apply(folder, keras_model, metadata: dict, sets: OodSets, abstain_rate: floa
     found = metadata.get("runtimes") or {}
     others = {name: OpenVinoRuntime(folder / entry["files"][0], name).predict
               for name, entry in found.items() if name != "tensorflow" and isinstance(entry, dict)}
-    meta, per_runtime, raw = calibrate(KerasRuntime(keras_model).predict, others, sets, abstain_rate)
+    meta, per_runtime, raw = calibrate(KerasRuntime(keras_model).predict, others, sets, abstain_rate,
+                                       ood.method_of(metadata))
     out = {**metadata, "ood": meta}
     if found:
         out["runtimes"] = {name: {**entry, **({"ood": per_runtime[name]} if name in per_runtime else {})}

@@ -72,7 +72,7 @@ def predict(args: argparse.Namespace) -> int:
             print(f"{path}: error: {exc}")
             failed += 1
     probs = predict_arrays(model, np.stack(arrays)) if arrays else np.zeros((0, len(class_names)))
-    scores = ood.scores(probs)
+    scores = ood.scores(probs, ood.method_of(meta))
     abstained = ood.abstains(scores, ood.threshold_of(meta))  # the server's decision, from the same module
     for path, row, score, unknown in zip(names, probs, scores, abstained, strict=False):
         top = int(row.argmax())

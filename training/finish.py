@@ -86,6 +86,8 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
             "negatives_holdout": args.negatives_holdout if args.negatives else None,
             "negatives_share": args.negatives_share if args.negatives else None,
             "negatives_trained": int((train_set.labels < 0).sum()),
+            "negatives_target": (args.negatives_target if args.negatives else None),
+            "synthetic_negatives": getattr(args, "synthetic_negatives", 0),
         },
         "hyperparameters": {k: getattr(args, k) for k in (
             "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import pipeline, resume
+from training import losses, pipeline, resume
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def fit(strategy, model: keras.Model, loss_fn, source: pipeline.EpochBatches, va
     state); the training img/s of the epochs after the first (which pays for tracing)."""
     optimizer = model.optimizer
     global_batch = source.batch_size
-    per_example = keras.losses.CategoricalCrossentropy(label_smoothing=loss_fn.label_smoothing, reduction=None)
+    per_example = losses.make(isinstance(loss_fn, losses.OtherClassCrossentropy), loss_fn.label_smoothing,
+                              reduction=None)
 
     @tf.function
     def step(iterator):

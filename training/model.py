@@ -23,12 +23,15 @@ def _dense_block(x, units: int, dropout: float, name: str, bn_momentum: float = 
 
 def build_alexnet(
     input_shape: tuple[int, int, int] = (227, 227, 3), num_classes: int = 2, dropout: float = 0.5,
-    bn_momentum: float = 0.99, sync_bn: bool = False,
+    bn_momentum: float = 0.99, sync_bn: bool = False, other_class: bool = False,
 ) -> keras.Model:
     """AlexNet: 5 conv (96/11s4, 256/5, 384/3, 384/3, 256/3), 3 max-pools, dense 4096-4096, softmax.
 
     sync_bn: BatchNorm statistics over the global batch of all replicas (multi-worker training), so
     every worker's moving averages stay equal and match what one machine would compute.
+    other_class: one more softmax output, "none of the classes", trained on negatives (outlier exposure
+    with an extra class). The model still outputs one probability per class: those of the K+1 softmax,
+    so they sum to 1 - p(other) and the service reads p(other) back as the remainder.
     """
     inputs = keras.Input(shape=input_shape, name="image")
     # Inputs are 0-255 RGB from model_store.preprocess_image; scaling lives in the model so
@@ -46,5 +49,13 @@ def build_alexnet(
     x = _dense_block(x, 4096, dropout, name="fc6", bn_momentum=bn_momentum, sync_bn=sync_bn)
     x = _dense_block(x, 4096, dropout, name="fc7", bn_momentum=bn_momentum, sync_bn=sync_bn)
     # float32 output even under mixed precision, so softmax probabilities stay accurate.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    if not other_class:
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+        return keras.Model(inputs, outputs, name="alexnet")
+    scores = layers.Dense(num_classes + 1, activation="softmax", dtype="float32", name="scores")(x)
+    # A fixed projection drops the last ("other") column with a plain Dense layer, so the saved model needs
+    # no custom layer and every runtime (OpenVINO, int8) converts it as it is.
+    drop_other = layers.Dense(num_classes, use_bias=False, trainable=False, dtype="float32", name="predictions",
+                              kernel_initializer=keras.initializers.Identity())
+    outputs = drop_other(scores)
     return keras.Model(inputs, outputs, name="alexnet")

@@ -54,6 +54,7 @@ class EpochBatches:
         self.epoch = 0  # the next epoch to yield; set it to resume mid-run with the same data order
         self.shard_index, self.shard_count = 0, 1
         self.max_steps: int | None = None  # a time-budgeted epoch: a fresh random subset each epoch
+        self.other_class = False  # negatives' target: the model's "other" class (True) or uniform (False)
 
     def shard(self, index: int, count: int) -> EpochBatches:
         """This source for one of `count` workers: its slice of every global batch (same order, same
@@ -61,7 +62,7 @@ class EpochBatches:
         copy = EpochBatches(self.images, self.labels, self.batch_size, self.seed, self.augment, self.min_scale,
                             self.negatives_share)
         copy.epoch, copy.shard_index, copy.shard_count = self.epoch, index, count
-        copy.max_steps = self.max_steps
+        copy.max_steps, copy.other_class = self.max_steps, self.other_class
         return copy
 
     def _epoch_size(self) -> int:
@@ -117,14 +118,18 @@ def train_dataset_from(source: EpochBatches, num_classes: int) -> tf.data.Datase
         tf.TensorSpec((None, 2), tf.float32), tf.TensorSpec((None,), tf.int32)))
     # A generator has unknown length: state it, so Keras knows the steps per epoch from the start.
     ds = ds.apply(tf.data.experimental.assert_cardinality(source.steps()))
-    ds = ds.map(lambda x, b, j, y: (_augment(x, b, j), targets(y, num_classes)),
+    other = source.other_class
+    ds = ds.map(lambda x, b, j, y: (_augment(x, b, j), targets(y, num_classes, other)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(2)
 
 
-def targets(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """One-hot rows; a negative label (a photo of something else) gets the uniform row (outlier exposure)."""
-    onehot = tf.one_hot(labels, num_classes)
+def targets(labels: tf.Tensor, num_classes: int, other_class: bool = False) -> tf.Tensor:
+    """One-hot rows; a negative label (a photo of something else) gets the uniform row (outlier exposure),
+    or with other_class a row of zeros: the "other" class of losses.OtherClassCrossentropy."""
+    onehot = tf.one_hot(labels, num_classes)  # all zeros for a negative label
+    if other_class:
+        return onehot
     return tf.where(labels[:, None] < 0, tf.fill(tf.shape(onehot), 1.0 / num_classes), onehot)
 
 

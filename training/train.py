@@ -15,7 +15,21 @@ import tensorflow as tf
 
 import model_store
 from model_store import ood
-from training import budget, cache, data, distributed, finish, loop, negatives, pipeline, plots, precision, resume
+from training import (
+    budget,
+    cache,
+    data,
+    distributed,
+    finish,
+    loop,
+    losses,
+    negatives,
+    pipeline,
+    plots,
+    precision,
+    resume,
+    synthetic,
+)
 from training.model import build_alexnet
 
 log = logging.getLogger(__name__)
@@ -28,6 +42,9 @@ def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
         val_pairs = data.list_files(args.val_dir, class_names, None, args.seed)
     else:
         pairs, val_pairs = data.split_pairs(pairs, args.val_split, args.seed)
+    if args.synthetic_negatives:  # generated images of no class, beside the photos (training/synthetic.py)
+        made = synthetic.training_folder(args.synthetic_negatives, args.seed, args.cache_dir)
+        args.negatives = [*(args.negatives or []), str(made)]
     if args.negatives:  # photos of other things, trained towards "unsure" (training/negatives.py)
         pairs = pairs + negatives.split(args.negatives, args.negatives_holdout, args.seed)[0]
     cache_dir = None if args.no_cache else (args.cache_dir or cache.default_cache_dir())
@@ -64,11 +81,18 @@ def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
         settings["negatives_holdout"] = args.negatives_holdout
         if args.negatives_share is not None:
             settings["negatives_share"] = args.negatives_share
+        if other_class(args):
+            settings["negatives_target"] = "other"
     if settings["time_budget"] is None:
         del settings["time_budget"]  # runs begun before the flag existed keep their folder (and resume)
     if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
         settings["replicas"] = replicas
     return settings
+
+
+def other_class(args: argparse.Namespace) -> bool:
+    """Whether the model gets the extra "other" output (negatives given, --negatives-target other)."""
+    return bool(args.negatives) and args.negatives_target == "other"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     source = pipeline.EpochBatches(train_set.images, train_set.labels, batch, args.seed, augment=True,
                                    min_scale=args.crop_scale,
                                    negatives_share=args.negatives_share if args.negatives else None)
-    source.epoch = first_epoch
+    source.epoch, source.other_class = first_epoch, other_class(args)
     val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
     mode, speeds = precision.pick(args.precision, strategy, pipeline.train_dataset(
         train_set.images, train_set.labels, num_classes, batch, args.seed), num_classes)
@@ -109,10 +133,10 @@ def run(args: argparse.Namespace) -> int:
     progress = tf.Variable(0.0, trainable=False) if args.time_budget else None
 
     keras.mixed_precision.set_global_policy(mode.policy)
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+    loss = losses.make(other_class(args), args.label_smoothing)
     with strategy.scope():
         model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
-                              bn_momentum=args.bn_momentum, sync_bn=multi)
+                              bn_momentum=args.bn_momentum, sync_bn=multi, other_class=other_class(args))
         model.compile(optimizer=_optimizer(args, steps, progress), loss=loss, metrics=["accuracy"],
                       jit_compile=mode.jit and not multi)
         if state:  # optimizer variables are created here: inside the scope, as the strategy's own
@@ -139,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     # cannot be quantized) on one replica (no mirrored variables, no synchronized BatchNorm).
     keras.mixed_precision.set_global_policy("float32")
     model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
-                          bn_momentum=args.bn_momentum)
+                          bn_momentum=args.bn_momentum, other_class=other_class(args))
     model.load_weights(best_weights)  # the best epoch, not the last
     best_weights.unlink()
     resume.clear(folder)
@@ -207,6 +231,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negatives-share", type=float, metavar="FRACTION",
                         help="share of every epoch drawn from the negatives (repeating them as needed); "
                              "default: their natural proportion")
+    parser.add_argument("--negatives-target", choices=("other", "uniform"), default="other",
+                        help="what negatives train towards: an extra 'other' output (default) or the uniform "
+                             "distribution over the classes")
+    parser.add_argument("--synthetic-negatives", type=int, default=0, metavar="N",
+                        help="also train on N generated images of no class (noise, flat colours, gradients, "
+                             "filled shapes), as negatives")
     parser.add_argument("--abstain-rate", type=float, default=ood.DEFAULT_ABSTAIN_RATE,
                         help="share of the validation photos the fitted abstain threshold abstains on")
     parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out when no --val-dir")

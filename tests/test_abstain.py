@@ -48,14 +48,22 @@ def _jpeg(colour, seed: int = 0, size=(240, 200)) -> bytes:
     return buf.getvalue()
 
 
-def _colour_model():
+def _colour_model(head: str = "msp"):
     """cats = red, dogs = blue: the logit gap is 8 x (mean red - mean blue), so a grey image (red = blue)
-    gets 0.5 / 0.5, the most out-of-distribution answer there is."""
+    gets 0.5 / 0.5, the most out-of-distribution answer there is. With the "other" head (the one `train`
+    builds), green is "other": a grey image has p(other) 0.96, a red or blue one 0.005."""
     import keras
+
+    from training.model import other_class_head
 
     inputs = keras.Input((227, 227, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
+    if head == "other":
+        model = keras.Model(inputs, other_class_head(x, 2))
+        model.get_layer("scores").set_weights([np.array([[8, -8, 0], [0, 0, 8], [-8, 8, 0]], np.float32),
+                                               np.zeros(3, np.float32)])
+        return model
     out = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, out)
     model.get_layer("predictions").set_weights([np.array([[4, -4], [0, 0], [-4, 4]], np.float32),
@@ -71,21 +79,22 @@ def _folder(root, per_colour: dict, seed: int = 0):
     return root
 
 
-@pytest.fixture(scope="module")
-def colour_store(tmp_path_factory):
-    """A version of the colour model with OpenVINO float32 and int8 exports and a threshold fitted by
-    `training calibrate` on grey photos (never trained on: every one is measured)."""
+@pytest.fixture(scope="module", params=["msp", "other"])
+def colour_store(request, tmp_path_factory):
+    """A version of the colour model (each OOD head) with OpenVINO float32 and int8 exports and a threshold
+    fitted by `training calibrate` on grey photos (never trained on: every one is measured)."""
     from training import export
 
-    base = tmp_path_factory.mktemp("colour")
+    base = tmp_path_factory.mktemp(f"colour-{request.param}")
     val = _folder(base / "val", {"cats": RED, "dogs": BLUE}, 100)
     negatives = _folder(base / "negatives", {"grey": GREY}, 200)
     store = base / "store"
     vdir = model_store.staging_dir(store)
-    model = _colour_model()
+    model = _colour_model(request.param)
     model.save(vdir / model_store.MODEL_FILE)
     meta = {"class_names": ["cats", "dogs"], "input_size": [227, 227], "preprocessing": model_store.PREPROCESSING_SPEC,
-            "dataset": {"val_dir": str(val)}, "hyperparameters": {"seed": 1}}
+            "dataset": {"val_dir": str(val), "negatives_target": "other" if request.param == "other" else None},
+            "hyperparameters": {"seed": 1}}
     images = np.stack([model_store.preprocess_image(_jpeg(c, i), np.uint8) for c in (RED, BLUE) for i in range(8)])
     labels = np.repeat([0, 1], 8)
     meta["runtimes"] = export.write_irs(vdir, model, images, images, labels)
@@ -93,6 +102,16 @@ def colour_store(tmp_path_factory):
     model_store.publish(store, vdir)
     assert main(["calibrate", "--model-store", str(store), "--negatives", str(negatives)]) == 0
     return store
+
+
+def test_other_method_scores_the_probability_left_to_other():
+    probs = np.array([[0.97, 0.01], [0.05, 0.05], [0.5, 0.5]])
+    np.testing.assert_allclose(ood.scores(probs, "other"), [0.02, 0.9, 0.0], atol=1e-9)
+    assert ood.method_of({"ood": {"method": "other"}}) == "other"
+    assert ood.method_of({"dataset": {"negatives_target": "other"}}) == "other"
+    assert ood.method_of({"dataset": {"negatives_target": "uniform"}}) == ood.method_of({}) == "msp"
+    with pytest.raises(ValueError, match="unknown OOD method"):
+        ood.scores(probs, "energy")
 
 
 def test_scores_are_uncertainty_rescaled_to_unit_range():
@@ -109,7 +128,7 @@ def test_scores_are_uncertainty_rescaled_to_unit_range():
 def test_calibrate_fits_the_threshold_and_measures_every_runtime(colour_store):
     meta = model_store.read_metadata(colour_store, 1)
     fitted = meta["ood"]
-    assert fitted["method"] == "msp" and 0.0 < fitted["threshold"] < 1.0
+    assert fitted["method"] == ood.method_of({"dataset": meta["dataset"]}) and 0.0 < fitted["threshold"] < 1.0
     assert fitted["validation"]["abstain_rate"] <= 0.05  # 24 photos: at most one abstains
     assert fitted["validation"]["accuracy_answered"] == 1.0
     assert fitted["heldout"]["grey"] == {"images": 12, "abstain_rate": 1.0, "auroc": 1.0}
@@ -137,6 +156,8 @@ def test_every_runtime_abstains_on_the_known_direction(colour_store, runtime):
         grey = answers["grey"]
         assert grey["label"] == "unknown" and grey["abstained"] and grey["ood_score"] > 0.9
         assert set(grey["probabilities"]) == {"cats", "dogs"}  # the trained classes' probabilities stay
+        if ood.method_of(model_store.read_metadata(colour_store, 1)) == "other":  # they sum to 1 - p(other)
+            assert sum(grey["probabilities"].values()) == pytest.approx(1 - grey["ood_score"], abs=1e-3)
         multi = client.post("/predict", data={"image": [(io.BytesIO(_jpeg(RED, 1)), "a.jpg"),
                                                         (io.BytesIO(_jpeg(GREY, 2)), "b.jpg")]}).json
         assert [p["abstained"] for p in multi["predictions"]] == [False, True]

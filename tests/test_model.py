@@ -2,7 +2,7 @@
 
 from keras import layers
 
-from training.model import build_alexnet
+from training.model import build_alexnet, other_class_head
 
 
 def test_layer_plan():
@@ -46,3 +46,42 @@ def test_mixed_precision_model_exports_and_serves_in_float32():
     assert float32_copy(plain) is plain
     # NNCF refused the bf16 graph ("not yet supported OpenVINO data type: dynamic") before the copy.
     assert quantize(convert(mixed), x) is not None
+
+
+def test_other_class_head_outputs_the_classes_of_a_k_plus_1_softmax_and_trains_towards_other():
+    """The "other" output: K probabilities summing to 1 - p(other); a negative (target row of zeros) trains
+    p(other) up, a photo of a class trains its class up; the projection dropping "other" never changes."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from training import losses, pipeline
+
+    labels = tf.constant([0, -1, 1])
+    np.testing.assert_array_equal(pipeline.targets(labels, 2, other_class=True), [[1, 0], [0, 0], [0, 1]])
+    np.testing.assert_array_equal(pipeline.targets(labels, 2), [[1, 0], [0.5, 0.5], [0, 1]])
+    loss = losses.OtherClassCrossentropy(reduction=None)
+    np.testing.assert_allclose(loss(np.array([[1, 0], [0, 0]], np.float32), np.array([[0.9, 0.05], [0.1, 0.1]])),
+                               [-np.log(0.9), -np.log(0.8)], rtol=1e-5)
+    smoothed = losses.OtherClassCrossentropy(label_smoothing=0.3, reduction=None)
+    expected = -(0.8 * np.log(0.9) + 0.1 * np.log(0.05) + 0.1 * np.log(0.05))
+    np.testing.assert_allclose(smoothed(np.array([[1, 0]], np.float32), np.array([[0.9, 0.05]])), [expected], rtol=1e-5)
+
+    alexnet = build_alexnet((67, 67, 3), num_classes=2, other_class=True)
+    assert alexnet.output_shape == (None, 2) and alexnet.get_layer("scores").units == 3
+    assert np.all(alexnet.predict(np.zeros((2, 67, 67, 3)), verbose=0).sum(axis=1) < 1.0)
+
+    # The same head on 8 features (AlexNet's BatchNorm needs far more steps than a unit test has).
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, other_class_head(inputs, 2))
+    projection = model.get_layer("predictions")
+    assert not projection.trainable
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (30, 8)) + np.eye(8)[i] * 4 for i in (0, 1, 2)]).astype(np.float32)
+    y = np.repeat(np.array([[1, 0], [0, 1], [0, 0]], np.float32), 30, axis=0)  # cat, dog, negative
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=losses.make(True, 0.0))
+    model.fit(x, y, epochs=30, verbose=0)
+    np.testing.assert_array_equal(projection.get_weights()[0], np.eye(3, 2))
+    probs = model.predict(x, verbose=0)
+    assert (probs[:30, 0] > 0.8).mean() > 0.9 and (probs[30:60, 1] > 0.8).mean() > 0.9
+    assert (1 - probs[60:].sum(axis=1) > 0.8).mean() > 0.9  # p(other) on the negatives

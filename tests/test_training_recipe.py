@@ -247,3 +247,24 @@ def test_negatives_share_fills_every_epoch_to_that_share():
     assert natural.steps() == 7 and (np.concatenate([b[3] for b in natural()]) < 0).sum() == 10
     with pytest.raises(ValueError, match="share"):
         pipeline.EpochBatches(np.zeros((1, 4, 4, 3), np.uint8), labels[:1], 1, 1, True, negatives_share=1.0)
+
+
+def test_synthetic_training_negatives_are_made_once_per_seed_and_remade_where_missing(tmp_path):
+    from training import negatives, synthetic
+
+    folder = synthetic.training_folder(8, 3, tmp_path)
+    found = negatives.kinds([folder])
+    assert set(found) == {f"synthetic-{k}" for k in synthetic.TRAINING_KINDS} and "drawing" not in str(found)
+    assert all(len(files) == 2 for files in found.values())
+    before = {f: (tmp_path / f).read_bytes() for files in found.values() for f in files}
+    assert synthetic.training_folder(8, 3, tmp_path) == folder  # reused, not made again
+    import shutil
+
+    shutil.rmtree(folder)
+    synthetic.restore(folder)  # another machine calibrating the version: the same files again
+    assert {f: (tmp_path / f).read_bytes() for files in negatives.kinds([folder]).values() for f in files} == before
+    other_seed = synthetic.training_folder(8, 4, tmp_path)
+    first = "synthetic-noise/00000.jpg"
+    assert (other_seed / first).read_bytes() != (folder / first).read_bytes()
+    synthetic.restore(tmp_path / "not-synthetic")  # any other folder is left alone
+    assert not (tmp_path / "not-synthetic").exists()

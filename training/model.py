@@ -52,10 +52,15 @@ def build_alexnet(
     if not other_class:
         outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
         return keras.Model(inputs, outputs, name="alexnet")
+    return keras.Model(inputs, other_class_head(x, num_classes), name="alexnet")
+
+
+def other_class_head(x, num_classes: int):
+    """Softmax over the classes plus "other", output without the "other" column (so one probability per
+    class, summing to 1 - p(other))."""
     scores = layers.Dense(num_classes + 1, activation="softmax", dtype="float32", name="scores")(x)
-    # A fixed projection drops the last ("other") column with a plain Dense layer, so the saved model needs
-    # no custom layer and every runtime (OpenVINO, int8) converts it as it is.
+    # A fixed projection drops the last column with a plain Dense layer, so the saved model needs no custom
+    # layer and every runtime (OpenVINO, int8) converts it as it is.
     drop_other = layers.Dense(num_classes, use_bias=False, trainable=False, dtype="float32", name="predictions",
                               kernel_initializer=keras.initializers.Identity())
-    outputs = drop_other(scores)
-    return keras.Model(inputs, outputs, name="alexnet")
+    return drop_other(scores)

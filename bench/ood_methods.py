@@ -3,8 +3,10 @@
 Every method is fitted on the version's training photos (features) and thresholded to abstain on the same
 share of the validation photos; then each is measured on the held-out negatives and the synthetic kinds:
 
-- msp: 1 - max softmax probability, rescaled (what the service serves: model_store.ood)
-- energy: -logsumexp of the logits (recomputed from the penultimate features and the last layer)
+- other: p(other), for a version trained with the "other" output (what the service serves for it)
+- msp: 1 - max of the served class probabilities, rescaled (what the service serves for a version trained
+  towards the uniform distribution: model_store.ood)
+- energy: -logsumexp of the class logits (recomputed from the penultimate features and the last layer)
 - mahalanobis: distance to the nearest class mean of the penultimate features, tied covariance
   (Ledoit-Wolf shrinkage), fitted on training photos
 - knn: cosine distance to the k-th nearest training photo's penultimate features
@@ -30,31 +32,35 @@ KNN_K = 10
 
 
 def _features(model, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(penultimate features, logits) of uint8 images."""
+    """(penultimate features, logits) of uint8 images: K logits, or K + 1 with the "other" output last."""
     import keras
 
     sub = keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
-    kernel, bias = model.get_layer("predictions").get_weights()
+    head = "scores" if any(layer.name == "scores" for layer in model.layers) else "predictions"
+    kernel, bias = model.get_layer(head).get_weights()
     feats = np.concatenate([np.asarray(sub(np.asarray(images[i:i + batch], np.float32), training=False))
                             for i in range(0, len(images), batch)])
     return feats, feats @ kernel + bias
 
 
 class Methods:
-    """The four scores, fitted on training features."""
+    """The scores, fitted on training features."""
 
-    def __init__(self, train_feats: np.ndarray, train_labels: np.ndarray):
+    def __init__(self, train_feats: np.ndarray, train_labels: np.ndarray, num_classes: int):
+        self.k = num_classes
         self.means = np.stack([train_feats[train_labels == c].mean(axis=0) for c in np.unique(train_labels)])
         centred = train_feats - self.means[train_labels]
         self.precision = LedoitWolf().fit(centred).precision_
         self.bank = train_feats / np.linalg.norm(train_feats, axis=1, keepdims=True).clip(1e-9)
 
     def scores(self, feats: np.ndarray, logits: np.ndarray) -> dict[str, np.ndarray]:
-        probs = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+        served = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))[:, :self.k]
         maha = np.min([np.sum(((feats - m) @ self.precision) * (feats - m), axis=1) for m in self.means], axis=0)
         unit = feats / np.linalg.norm(feats, axis=1, keepdims=True).clip(1e-9)
         knn = 1.0 - np.sort(unit @ self.bank.T, axis=1)[:, -KNN_K]
-        return {"msp": ood.scores(probs), "energy": -logsumexp(logits, axis=1), "mahalanobis": maha, "knn": knn}
+        other = {"other": ood.scores(served, "other")} if logits.shape[1] > self.k else {}
+        return {**other, "msp": ood.scores(served, "msp"), "energy": -logsumexp(logits[:, :self.k], axis=1),
+                "mahalanobis": maha, "knn": knn}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     picks = [pairs[i] for i in sorted(rng.choice(len(pairs), min(args.train_images, len(pairs)), replace=False))]
     train = cache.load_cached(picks, meta["class_names"], cache.default_cache_dir())
-    methods = Methods(_features(model, train.images)[0], train.labels)
+    methods = Methods(_features(model, train.images)[0], train.labels, len(meta["class_names"]))
     val_scores = methods.scores(*_features(model, sets.val_images))
     others = {f"{k} (held out)": v for k, v in sets.heldout.items()} | dict(sets.synthetic)
     table: dict[str, dict] = {}

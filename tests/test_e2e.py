@@ -36,14 +36,30 @@ def test_curl_form_upload(live_server, tmp_path, sample_jpeg):
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def _scrape(base: str) -> dict[str, float]:
+    """Every sample of /metrics (all workers, multiprocess mode), by name with its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{base}/metrics", timeout=5).text
+    return {s.name + str(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def test_concurrent_requests_against_gunicorn(live_server):
     from concurrent.futures import ThreadPoolExecutor
 
+    before = _scrape(live_server)
     datas = [images.encode(images.gradient((100 + i, 90)), "PNG") for i in range(12)]
     with ThreadPoolExecutor(12) as pool:
         codes = list(pool.map(lambda d: requests.post(f"{live_server}/predict", data=d,
                                                       headers={"Content-Type": "image/png"}, timeout=60).status_code,
                               datas))
     assert codes == [200] * 12
-    metrics = requests.get(f"{live_server}/metrics", timeout=5).text
-    assert "inference_batch_size_count" in metrics
+    after = _scrape(live_server)
+
+    def grew(name: str) -> float:
+        return after.get(name + "[]", 0.0) - before.get(name + "[]", 0.0)
+
+    # The 12 images went through the batcher (the live server is shared: compare with before).
+    assert grew("inference_batch_size_sum") == 12 and grew("images_classified_total") == 12
+    assert 1 <= grew("inference_batch_size_count") <= 12

@@ -6,6 +6,7 @@ Runs with the project venv from the repository root: python deploy/podman/check_
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -94,6 +95,29 @@ def check_serving(image: str, photo: Path, store: Path, mount: str | None, label
           f"SIGTERM -> exit 0 in {stopped:.1f} s", flush=True)
 
 
+def check_config(image: str) -> None:
+    """The built image's own configuration: non-root user, port 8080, the gunicorn CMD, a /healthz health
+    check, unbuffered output, and no training stack or build tools in the serving image."""
+    info = json.loads(subprocess.run([ENGINE, "image", "inspect", image], capture_output=True, text=True,
+                                     check=True).stdout)[0]
+    config = info["Config"]
+    health = config.get("Healthcheck") or info.get("Healthcheck") or {}
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert config["User"].split(":")[0] not in ("", "root", "0"), config["User"]
+    assert "8080/tcp" in config["ExposedPorts"] and env["PORT"] == "8080", (config["ExposedPorts"], env)
+    assert config["Cmd"] == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], config["Cmd"]
+    assert any("/healthz" in part for part in health.get("Test", [])), health
+    assert env["PYTHONUNBUFFERED"] == "1" and env["PATH"].startswith("/opt/venv/bin"), env
+    probe = ("import importlib.util as u, shutil; "
+             "print([m for m in ('tensorflow', 'keras', 'nncf', 'matplotlib') if u.find_spec(m)], "
+             "[t for t in ('gcc', 'cc', 'make') if shutil.which(t)])")
+    found = subprocess.run([ENGINE, "run", "--rm", "--network", "none", image, "python", "-c", probe],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[] []", f"the serving image holds {found}"
+    print(f"config: user {config['User']}, port 8080, gunicorn CMD, /healthz check, no training stack, "
+          "no build tools", flush=True)
+
+
 def check_no_model(image: str) -> None:
     """An empty store: exit status 4 and one line saying what to do."""
     empty = tempfile.mkdtemp(prefix="empty-store-")
@@ -121,6 +145,7 @@ def main() -> int:
     size = subprocess.run([ENGINE, "image", "inspect", args.image, "--format", "{{.Size}}"], capture_output=True,
                           text=True, check=True).stdout.strip()
     print(f"{ENGINE}: image {args.image} {int(size) / 1e6:.0f} MB", flush=True)
+    check_config(args.image)
     check_serving(args.image, photo, store, str(store), "store mounted read-only")
     if args.baked_image:
         # The baked image holds the store's newest version as version 1.

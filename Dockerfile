@@ -34,6 +34,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY app/ app/
 COPY model_store/ model_store/
 COPY runtimes/ runtimes/
+COPY settings/ settings/
 COPY explain/ explain/
 COPY prediction_log/ prediction_log/
 COPY wsgi.py gunicorn.conf.py ./

@@ -6,38 +6,35 @@ import signal
 import sys
 import tempfile
 
+import settings
 
-def _int(name: str, default: int) -> int:
+try:
+    _s = settings.read(reader="gunicorn")  # declared in settings/declared.py
+except settings.SettingsError as exc:
     # A bad value stops start-up with the same one-line message (exit 4) as every other start-up error.
-    raw = os.environ.get(name, "") or str(default)
-    try:
-        return int(raw)
-    except ValueError:
-        print(f"alexnet-service: cannot start: bad configuration: environment variable {name}={raw!r} "
-              "is not a number", file=sys.stderr, flush=True)
-        sys.exit(4)
-
+    print(f"alexnet-service: cannot start: bad configuration: {exc}", file=sys.stderr, flush=True)
+    sys.exit(4)
 
 # --bind on the command line still wins over this.
-bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
+bind = [f"0.0.0.0:{_s['PORT']}"]
 # One worker: TensorFlow already uses every core for one model call, and each worker holds its own
 # model copy. Many threads: concurrent requests must reach the batcher to be coalesced.
-workers = _int("WEB_CONCURRENCY", 1)
+workers = _s["WEB_CONCURRENCY"]
 worker_class = "gthread"
-threads = _int("GUNICORN_THREADS", 32)
+threads = _s["GUNICORN_THREADS"]
 preload_app = False  # TensorFlow does not survive fork(); each worker loads the model itself
-timeout = _int("GUNICORN_TIMEOUT", 120)  # covers model load + warm-up
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 20)  # Cloud Run allows 10 s+
-keepalive = _int("GUNICORN_KEEPALIVE", 5)
-backlog = _int("GUNICORN_BACKLOG", 2048)
-loglevel = os.environ.get("LOG_LEVEL", "info")
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
+timeout = _s["GUNICORN_TIMEOUT"]  # covers model load + warm-up
+graceful_timeout = _s["GUNICORN_GRACEFUL_TIMEOUT"]  # Cloud Run allows 10 s+
+keepalive = _s["GUNICORN_KEEPALIVE"]
+backlog = _s["GUNICORN_BACKLOG"]
+loglevel = _s["LOG_LEVEL"]
+accesslog = _s["ACCESS_LOG"] if os.environ.get("ACCESS_LOG") != "" else None  # set but empty: off
 errorlog = "-"
 limit_request_line = 8190
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = _s["FORWARDED_ALLOW_IPS"]
 raw_env = ["TF_CPP_MIN_LOG_LEVEL=2"]
 
-if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if workers > 1 and not _s["PROMETHEUS_MULTIPROC_DIR"]:
     # Several workers share /metrics through prometheus-client's multiprocess mode.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="alexnet-prom-")
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
+import settings
+
 
 def _json(schema: dict, description: str = "OK") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -60,6 +64,8 @@ ABSTAIN_PROPS = {
 REQUEST_ID = {"type": "string", "description": "the request's id (its X-Request-ID when that was a plain token "
                                              "of up to 128 characters); POST /feedback refers to it"}
 
+MAX_IMAGES = int(settings.BY_NAME["MAX_IMAGES_PER_REQUEST"].default)  # the default; spec() takes the served one
+
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "Prediction": {
@@ -90,7 +96,7 @@ SCHEMAS = {
         "model_version": {"type": "string"}, "served": {"type": "string", "description": "the label answered"},
         "agreed": {"type": "boolean", "description": "label confirms the served answer"}}},
     "TFPredictRequest": {"type": "object", "required": ["instances"], "properties": {
-        "instances": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"anyOf": [
+        "instances": {"type": "array", "minItems": 1, "maxItems": MAX_IMAGES, "items": {"anyOf": [
             {"type": "object", "required": ["b64"], "properties": {"b64": B64}},
             {"type": "object", "required": ["image_bytes"], "properties": {"image_bytes": {
                 "type": "object", "required": ["b64"], "properties": {"b64": B64}}}}]}}}},
@@ -99,7 +105,7 @@ SCHEMAS = {
     "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
         "name": {"type": "string"}, "datatype": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"}}},
-    "V2InferRequest": v2_request(32, with_outputs=True),
+    "V2InferRequest": v2_request(MAX_IMAGES, with_outputs=True),
     "Explanation": {
         "type": "object", "required": ["label", "confidence", "probabilities", "model_version", "ood_score",
                                        "abstained", "method", "heatmap", "overlay_png"],
@@ -174,13 +180,22 @@ def _explain_paths(multipart_one: dict, methods: list[str]) -> dict:
                                                {"$ref": "#/components/schemas/V2InferResponse"}, [NAME])}
 
 
-def spec(explain_methods: list[str] | None = None) -> dict:
-    """The OpenAPI 3.1 document; explain_methods: those the serving runtime offers."""
+def _limited(max_images: int) -> dict:
+    schemas = copy.deepcopy(SCHEMAS)
+    schemas["TFPredictRequest"]["properties"]["instances"]["maxItems"] = max_images
+    schemas["V2InferRequest"] = v2_request(max_images, with_outputs=True)
+    return schemas
+
+
+def spec(explain_methods: list[str] | None = None, max_images: int = MAX_IMAGES, max_bytes: int | None = None
+         ) -> dict:
+    """The OpenAPI 3.1 document; explain_methods: those the serving runtime offers; the limits are the
+    served MAX_IMAGES_PER_REQUEST and MAX_CONTENT_LENGTH."""
     one_image = {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": IMAGE_FILE}}}, "image/*": {"schema": IMAGE_FILE},
         "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": B64}}}}
     multipart = {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-        "image": {"type": "array", "minItems": 1, "maxItems": 32, "items": IMAGE_FILE}}}},
+        "image": {"type": "array", "minItems": 1, "maxItems": max_images, "items": IMAGE_FILE}}}},
         "image/*": {"schema": IMAGE_FILE},
         "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": B64}}}}
     tf_body = {"application/json": {"schema": {"$ref": "#/components/schemas/TFPredictRequest"}}}
@@ -227,7 +242,9 @@ def spec(explain_methods: list[str] | None = None) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "AlexNet image classification service", "version": "0.1.0",
                  "description": "Upload a photo, get a label with class probabilities. Errors are JSON "
-                                "{\"error\": \"...\"}."},
+                                "{\"error\": \"...\"}. At most " + str(max_images) + " images and "
+                                + str(max_bytes or settings.BY_NAME["MAX_CONTENT_LENGTH"].default)
+                                + " bytes per request (400 and 413 beyond)."},
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": _limited(max_images)},
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
+
+import settings
 
 
 def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bool = True,
@@ -17,8 +18,9 @@ def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bo
     precision 'f32' keeps float32 math even on CPUs where OpenVINO would otherwise run bf16.
     """
     core = ov.Core()
-    if os.environ.get("OV_CACHE_DIR"):
-        core.set_property({"CACHE_DIR": os.environ["OV_CACHE_DIR"]})
+    cache_dir = settings.read(reader="runtime")["OV_CACHE_DIR"]
+    if cache_dir:
+        core.set_property({"CACHE_DIR": cache_dir})
     config = {"PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)

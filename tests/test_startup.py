@@ -92,7 +92,7 @@ def test_model_version_pins_an_older_version(copy_store):
 
 @pytest.mark.parametrize("env,needle", [
     ({"MAX_QUEUE": "lots"}, "MAX_QUEUE='lots' is not a number"),
-    ({"TTA": "rotate"}, "unknown TTA mode"),
+    ({"TTA": "rotate"}, "TTA='rotate' is not one of none, flip"),
     ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS='many' is not a number"),
     ({"MODEL_STORE": "gs://no-such-bucket/x", "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9"}, "unreadable"),
 ])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, current_app, jsonify, render_template
 
 from app.explain import methods
 from app.openapi import spec
@@ -13,13 +13,18 @@ bp = Blueprint("docs", __name__)
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3 document."""
-    return jsonify(spec(methods()))
+    return jsonify(_spec())
 
 
 @bp.get("/docs")
 def docs():
     """Endpoint list rendered from the OpenAPI document (no CDN, no JavaScript)."""
-    doc = spec(methods())
+    doc = _spec()
     rows = [(method.upper(), path, op.get("summary", "")) for path, item in doc["paths"].items()
             for method, op in item.items()]
     return render_template("docs.html", rows=rows, info=doc["info"])
+
+
+def _spec() -> dict:
+    return spec(methods(), int(current_app.config["MAX_IMAGES_PER_REQUEST"]),
+                int(current_app.config["MAX_CONTENT_LENGTH"]))

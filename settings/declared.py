@@ -1,0 +1,117 @@
+"""The declaration: one Setting per environment variable, in the order the docs list them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its type, default, accepted values and one line for people."""
+
+    name: str
+    kind: type
+    default: object
+    doc: str
+    reader: str = "app"  # who reads it: app (create_app), gunicorn (gunicorn.conf.py), runtime, gcs
+    choices: tuple[str, ...] = ()
+    low: float | None = None  # inclusive lower bound
+    high: float | None = None  # inclusive upper bound (with low: "between")
+    positive: bool = False  # must be above 0
+    shown: str | None = None  # the default as the docs show it, when not the value itself
+
+
+RUNTIMES = ("auto", "openvino-int8", "openvino", "tensorflow")  # runtimes.CHOICES (a test keeps them equal)
+TTA_MODES = ("none", "flip")  # model_store.tta.MODES
+
+SETTINGS: tuple[Setting, ...] = (
+    # The server process.
+    Setting("PORT", int, 8000, "listen port (`0.0.0.0:$PORT`)", "gunicorn", low=1, high=65535,
+            shown="8000 (8080 in the image)"),
+    Setting("WEB_CONCURRENCY", int, 1, "gunicorn workers (each holds a model; one model call already uses "
+            "every core)", "gunicorn", low=1),
+    Setting("GUNICORN_THREADS", int, 32, "threads per worker: concurrent requests that can be batched together",
+            "gunicorn", low=1),
+    Setting("GUNICORN_TIMEOUT", int, 120, "worker timeout in seconds (covers model load and warm-up)", "gunicorn",
+            low=1),
+    Setting("GUNICORN_GRACEFUL_TIMEOUT", int, 20, "seconds a SIGTERM drain may take", "gunicorn", low=0),
+    Setting("GUNICORN_KEEPALIVE", int, 5, "keep-alive seconds", "gunicorn", low=0),
+    Setting("GUNICORN_BACKLOG", int, 2048, "listen backlog", "gunicorn", low=1),
+    Setting("LOG_LEVEL", str, "info", "gunicorn log level", "gunicorn",
+            choices=("debug", "info", "warning", "error", "critical")),
+    Setting("ACCESS_LOG", str, "-", "access log file (`-`: stdout; empty: off, as Cloud Run writes its own)",
+            "gunicorn"),
+    Setting("FORWARDED_ALLOW_IPS", str, "127.0.0.1", "proxies whose `X-Forwarded-*` headers are trusted",
+            "gunicorn"),
+    Setting("PROMETHEUS_MULTIPROC_DIR", str, None, "prometheus-client's multiprocess folder", "gunicorn",
+            shown="a temporary folder when `WEB_CONCURRENCY` > 1"),
+    # The model.
+    Setting("MODEL_STORE", str, "model_store", "local folder or `gs://bucket/prefix`"),
+    Setting("MODEL_VERSION", int, None, "pin a version (no hot reload)", low=1, shown="newest"),
+    Setting("MODEL_POLL_SECONDS", float, 30.0, "look for a newer version this often; 0 = never", low=0),
+    Setting("MODEL_CACHE_DIR", str, None, "where `gs://` versions are downloaded",
+            shown="`$TMPDIR/alexnet-model-cache`"),
+    Setting("MODEL_CACHE_KEEP", int, 1, "`gs://` versions kept in the cache besides the one being loaded", low=0),
+    Setting("MODEL_RUNTIME", str, "auto", "`auto` (int8 when its accuracy and abstain figures hold, else "
+            "float32), `openvino-int8`, `openvino` or `tensorflow`", choices=RUNTIMES),
+    Setting("OV_CACHE_DIR", str, None, "OpenVINO's compiled-model cache (faster start-ups)", "runtime"),
+    Setting("TTA", str, "none", "`flip`: average each photo and its mirror (twice the model work)",
+            choices=TTA_MODES),
+    Setting("ABSTAIN", str, "on", "`on`: answer `unknown` when `ood_score` is above the version's threshold "
+            "(versions without one never abstain); `off`", choices=("on", "off")),
+    Setting("ABSTAIN_THRESHOLD", float, None, "override the version's threshold (0-1)", low=0, high=1,
+            shown="the version's"),
+    # Rollouts.
+    Setting("MODEL_VERSIONS", str, "latest", "`latest`: serve the newest version; `labels`: follow "
+            "`labels.json` (stable and candidate)", choices=("latest", "labels")),
+    Setting("SHADOW_PERCENT", float, 0.0, "share of stable's requests also run on the candidate", low=0, high=100),
+    Setting("CANARY_PERCENT", float, 0.0, "share of clients answered by the candidate", low=0, high=100),
+    Setting("GATE_TOLERANCE", float, 0.01, "a candidate's validation accuracy may be this far below stable's",
+            low=0),
+    Setting("GATE_WINDOW", int, 200, "candidate answers the live gate judges over", low=1),
+    Setting("GATE_MIN_AGREEMENT", float, 0.9, "share of shadow answers that must equal stable's", low=0, high=1),
+    Setting("GATE_MAX_ERROR_RATE", float, 0.01, "share of candidate answers that may fail", low=0, high=1),
+    Setting("GATE_MAX_ABSTAIN_INCREASE", float, 0.05, "candidate abstain rate above stable's, at most", low=0,
+            high=1),
+    Setting("GATE_MAX_P99_MS", float, 1000.0, "candidate p99 latency bound (ms)", positive=True),
+    Setting("PROMOTE_AFTER", int, 0, "promote the candidate in this server after this many answers within "
+            "bounds (0: only by relabelling)", low=0),
+    # Prediction log.
+    Setting("PREDICTION_LOG", str, None, "folder or `gs://bucket/prefix` for the prediction log", shown="off"),
+    Setting("PREDICTION_LOG_IMAGES", float, 0.0, "fraction of uploads stored beside the log (chosen by hash)",
+            low=0, high=1),
+    Setting("PREDICTION_LOG_SEGMENT_BYTES", int, 16 * MB, "a log file closes at this size...", positive=True),
+    Setting("PREDICTION_LOG_ROTATE_SECONDS", float, 300.0, "...or this age (a `gs://` log uploads it then)",
+            positive=True),
+    Setting("PREDICTION_LOG_MAX_BYTES", int, 1024 * MB, "retention: the oldest files are deleted beyond this "
+            "total...", positive=True),
+    Setting("PREDICTION_LOG_MAX_AGE_DAYS", float, 30.0, "...and at this age", positive=True),
+    Setting("PREDICTION_LOG_QUEUE", int, 10000, "records waiting for the writer; beyond, records are dropped "
+            "and counted", positive=True),
+    # Requests, batching and limits.
+    Setting("BATCH_MAX_SIZE", int, 32, "images per model call", low=1),
+    Setting("BATCH_MAX_WAIT_MS", float, 0.0, "how long the batcher waits for stragglers (0: take what is "
+            "queued; the model never idles waiting)", low=0),
+    Setting("MAX_QUEUE", int, 256, "images waiting for the model; a 503 beyond", low=1),
+    Setting("MAX_QUEUE_SECONDS", float, 10.0, "longest an image waits for the model before a 503",
+            positive=True),
+    Setting("REQUEST_TIMEOUT_SECONDS", float, 30.0, "longest a request waits for its results (and for decode "
+            "budget) before a 503", positive=True),
+    Setting("MAX_CONTENT_LENGTH", int, 10 * MB, "bytes per request; a 413 beyond", positive=True),
+    Setting("MAX_IMAGES_PER_REQUEST", int, 32, "images per request (multipart files, TF Serving instances, "
+            "V2 batch); a 400 beyond", low=1),
+    Setting("DECODE_BUDGET_MEGAPIXELS", float, 64.0, "decoded pixels all concurrent uploads may hold at once "
+            "(~6 bytes each)", positive=True),
+    Setting("MALLOC_TRIM_SECONDS", float, 5.0, "hand free heap memory back to the OS this often (0 = never)",
+            low=0),
+    Setting("EXPLAIN_CONCURRENCY", int, 1, "explanations computed at once per worker (more wait, then 503)",
+            low=1),
+    Setting("EXPLAIN_BATCH", int, 2, "explanation images per model call: what a prediction may wait behind",
+            low=1),
+    # Google Cloud Storage (read by the client library).
+    Setting("STORAGE_EMULATOR_HOST", str, None, "a GCS emulator's URL instead of Google Cloud Storage (tests)",
+            "gcs"),
+    Setting("GOOGLE_CLOUD_PROJECT", str, None, "project of the GCS client (with the emulator: `local`)", "gcs"),
+)

@@ -12,10 +12,12 @@ FROM ${BASE_IMAGE} AS build
 ARG WITH_TENSORFLOW=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-# Requirements first: this layer is rebuilt only when the requirements files change.
-COPY requirements-serve.txt requirements-tensorflow.txt /tmp/
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-serve.txt \
-    && if [ "$WITH_TENSORFLOW" = "1" ]; then /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-tensorflow.txt; fi
+# Requirements first: this layer is rebuilt only when the lock files change. Every package is pinned with
+# its hashes (make lock).
+COPY requirements-serve.lock requirements-serve-tensorflow.lock /tmp/
+RUN if [ "$WITH_TENSORFLOW" = "1" ]; then lock=/tmp/requirements-serve-tensorflow.lock; \
+    else lock=/tmp/requirements-serve.lock; fi \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r "$lock"
 
 FROM ${BASE_IMAGE}
 ENV PYTHONUNBUFFERED=1 \

@@ -17,14 +17,26 @@ SYNTHETIC ?= 1200
 TRAIN_FLAGS := --epochs 15 --warmup-epochs 1 --learning-rate 5e-4 --bn-momentum 0.9 --verbose 2
 PORT ?= 8000
 
-.PHONY: install test test-fast lint demo demo-model train evaluate serve bench soak clean bake hadolint base-image image image-train test-image
+.PHONY: lock install test test-fast lint demo demo-model train evaluate serve bench soak clean bake hadolint base-image image image-train test-image
 
-$(BIN)/activate: requirements.txt requirements-serve.txt requirements-tensorflow.txt requirements-beam.txt requirements-dev.txt
+# Installs come from the lock files (every package pinned, with hashes); `make lock` remakes them from the
+# requirements*.txt files, which name the direct dependencies.
+$(BIN)/activate: requirements-dev.lock
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements-dev.txt
+	$(BIN)/pip install --require-hashes -r requirements-dev.lock
 	touch $(BIN)/activate
+
+UV := .venv-lock/bin/uv
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q
+lock:
+	@test -x $(UV) || { $(PY) -m venv .venv-lock && .venv-lock/bin/pip install -q uv==0.9.9; }
+	$(UV) pip compile requirements-serve.txt $(LOCK_FLAGS) -o requirements-serve.lock
+	$(UV) pip compile requirements-serve.txt requirements-tensorflow.txt $(LOCK_FLAGS) -o requirements-serve-tensorflow.lock
+	$(UV) pip compile requirements.txt $(LOCK_FLAGS) -o requirements-train.lock
+	$(UV) pip compile requirements-beam.txt $(LOCK_FLAGS) -o requirements-beam.lock
+	$(UV) pip compile requirements-dev.txt $(LOCK_FLAGS) -o requirements-dev.lock
 
 install: $(BIN)/activate
 

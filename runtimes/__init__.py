@@ -6,33 +6,62 @@ that runtime is loaded, so a worker serving OpenVINO never loads TensorFlow.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 import model_store
 
-NAMES = ("openvino-int8", "openvino", "tensorflow")
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One runtime: its name, the library it needs, the module that opens it, its KServe V2 platform and,
+    for an exported model, the file stem in the version's `openvino-<n>/` folder."""
+
+    name: str
+    library: str
+    module: str  # has open_runtime(files, name, threads) -> Runtime
+    v2_platform: str
+    ir_stem: str | None = None
+
+
+# The one list of runtimes, in auto's order of preference.
+REGISTRY: dict[str, RuntimeSpec] = {spec.name: spec for spec in (
+    RuntimeSpec("openvino-int8", "openvino", "runtimes.openvino_ir", "openvino_ir", "alexnet_int8"),
+    RuntimeSpec("openvino", "openvino", "runtimes.openvino_ir", "openvino_ir", "alexnet_fp32"),
+    RuntimeSpec("tensorflow", "tensorflow", "runtimes.keras_h5", "tensorflow_keras"),
+)}
+NAMES = tuple(REGISTRY)
 CHOICES = ("auto", *NAMES)
+EXPORTED = tuple(name for name, spec in REGISTRY.items() if spec.ir_stem)  # made by training export
 # auto serves int8 only when it lost at most this much validation accuracy against float32.
 MAX_INT8_DROP = 0.01
 # ... and, for a version that abstains, when its abstain rates moved at most this much from float32's.
 MAX_INT8_ABSTAIN_DRIFT = 0.02
-_LIBRARY = {"openvino-int8": "openvino", "openvino": "openvino", "tensorflow": "tensorflow"}
 
 
+@runtime_checkable
 class Runtime(Protocol):
     """A loaded model: uint8 NHWC images (N, 227, 227, 3), 0-255 -> probabilities (N, classes)."""
 
     name: str
+    input_shape: tuple  # (None, height, width, 3)
+    num_classes: int
+    library_version: str
     # Explanation methods the runtime computes itself (e.g. "gradcam", which needs gradients); occlusion
     # works for every runtime through predict.
     explain_methods: tuple[str, ...]
 
     def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+    def gradcam(self, images: np.ndarray, classes: list[int]) -> list[np.ndarray]:
+        """Grad-CAM maps (H, W) in [0, 1], one per image for its class (only with "gradcam" in explain_methods)."""
+        ...
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -41,7 +70,7 @@ class RuntimeUnavailableError(RuntimeError):
 
 def installed(name: str) -> bool:
     """True when the library a runtime needs can be imported (checked without importing it)."""
-    return importlib.util.find_spec(_LIBRARY[name]) is not None
+    return importlib.util.find_spec(REGISTRY[name].library) is not None
 
 
 def exported(metadata: dict) -> dict[str, dict]:
@@ -77,7 +106,7 @@ def choose(metadata: dict, requested: str = "auto", is_installed: Callable[[str]
         if requested not in found:
             raise RuntimeUnavailableError(f"this version has no {requested} model; {export_hint}")
         if not is_installed(requested):
-            raise RuntimeUnavailableError(f"runtime {requested} needs the {_LIBRARY[requested]} package, "
+            raise RuntimeUnavailableError(f"runtime {requested} needs the {REGISTRY[requested].library} package, "
                                           "which is not installed")
         return requested
     order = [n for n in NAMES if n in found and is_installed(n)]
@@ -98,10 +127,4 @@ def files_for(metadata: dict, name: str) -> list[str]:
 def load(version_dir: str | Path, metadata: dict, name: str, threads: int | None = None) -> Runtime:
     """Load one runtime's model from a version folder (OpenVINO: on `threads` cores, default all)."""
     files = [Path(version_dir) / f for f in files_for(metadata, name)]
-    if name == "tensorflow":
-        from runtimes.keras_h5 import KerasRuntime
-
-        return KerasRuntime.from_file(files[0])
-    from runtimes.openvino_ir import OpenVinoRuntime
-
-    return OpenVinoRuntime(files[0], name, threads)
+    return importlib.import_module(REGISTRY[name].module).open_runtime(files, name, threads)

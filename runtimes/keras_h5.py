@@ -48,3 +48,8 @@ class KerasRuntime:
         if self._gradcam is None:
             raise ValueError("this model has no convolution block and Dense head for Grad-CAM")
         return self._gradcam(images, classes)
+
+
+def open_runtime(files: list[Path], name: str = "tensorflow", threads: int | None = None) -> KerasRuntime:
+    """The registry's entry point: alexnet.h5 (the first file) on TensorFlow (threads: TensorFlow's own)."""
+    return KerasRuntime.from_file(files[0])

@@ -47,3 +47,12 @@ class OpenVinoRuntime:
             images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
         self._request.infer({0: np.ascontiguousarray(images)}, share_inputs=True)
         return self._request.get_output_tensor(0).data.copy()
+
+    def gradcam(self, images: np.ndarray, classes: list[int]) -> list[np.ndarray]:
+        """Not offered: OpenVINO computes no gradients (explain_methods is empty; occlusion works)."""
+        raise NotImplementedError("Grad-CAM needs gradients: the tensorflow runtime has them; use occlusion")
+
+
+def open_runtime(files: list[Path], name: str = "openvino", threads: int | None = None) -> OpenVinoRuntime:
+    """The registry's entry point: the IR's .xml (the first file; its .bin beside it)."""
+    return OpenVinoRuntime(files[0], name, threads)

@@ -90,3 +90,37 @@ def test_image_copies_every_package_its_code_imports(dockerfile):
                                   "deploy/vertex-multiworker.yaml", "deploy/tfjob.yaml"])
 def test_deploy_files_exist(path):
     assert (ROOT / path).is_file()
+
+
+LOCKS = {"requirements-serve.lock": ["requirements-serve.txt"],
+         "requirements-serve-tensorflow.lock": ["requirements-serve.txt", "requirements-tensorflow.txt"],
+         "requirements-train.lock": ["requirements.txt"], "requirements-beam.lock": ["requirements-beam.txt"],
+         "requirements-dev.lock": ["requirements-dev.txt"]}
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """name -> version of every `name==version` line, following -r includes."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            out |= _pins(path.parent / line[3:].strip())
+        elif "==" in line:
+            name, version = line.rstrip(" \\").split("==")
+            out[re.sub(r"\[.*\]", "", name).strip().lower().replace("_", "-")] = version.strip()
+    return out
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_lock_files_pin_what_the_requirements_name_with_hashes(lock):
+    """Every direct requirement is in its lock at the same version (a changed requirements*.txt needs
+    `make lock`), and every locked package carries its hashes (pip --require-hashes)."""
+    locked = _pins(ROOT / lock)
+    for source in LOCKS[lock]:
+        wanted = _pins(ROOT / source)
+        assert {k: locked.get(k) for k in wanted} == wanted, source
+    blocks = re.split(r"\n(?=[a-z0-9])", (ROOT / lock).read_text().split("\n", 2)[2].strip())
+    assert all("--hash=sha256:" in block for block in blocks if "==" in block)
+    if lock == "requirements-serve.lock":
+        assert not {"tensorflow", "keras", "nncf", "matplotlib"} & set(locked)
+

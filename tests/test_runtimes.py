@@ -72,6 +72,7 @@ def test_served_output_equals_in_memory_runtime(runtime, trained_store, tiny_dat
     vdir = model_store.version_dir(trained_store, 1)
     metadata = model_store.read_metadata(trained_store, 1)
     model = runtimes.load(vdir, metadata, runtime)
+    assert isinstance(model, runtimes.Runtime) and model.name == runtime  # the whole protocol
     app = create_app({"MODEL_STORE": str(trained_store), "MODEL_POLL_SECONDS": 0, "MODEL_RUNTIME": runtime})
     try:
         client = app.test_client()
@@ -176,3 +177,13 @@ def test_hot_reload_moves_to_a_version_with_another_runtime(copy_store):
         assert service.predictor.version == 2 and service.predictor.runtime_name != "tensorflow"
     finally:
         service.stop()
+
+
+def test_registry_is_the_one_list_of_runtimes():
+    import importlib
+
+    for name, spec in runtimes.REGISTRY.items():
+        assert spec.name == name and callable(importlib.import_module(spec.module).open_runtime)
+    assert runtimes.NAMES == ("openvino-int8", "openvino", "tensorflow")  # auto's preference
+    assert runtimes.EXPORTED == ("openvino-int8", "openvino")
+    assert runtimes.REGISTRY["openvino-int8"].v2_platform == "openvino_ir"

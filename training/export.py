@@ -93,17 +93,18 @@ def write_irs(folder: Path, keras_model, calibration: np.ndarray, val_images: np
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     fp32 = convert(keras_model)
-    ov.save_model(fp32, out / "alexnet_fp32.xml", compress_to_fp16=False)
+    fp32_stem, int8_stem = runtimes.REGISTRY["openvino"].ir_stem, runtimes.REGISTRY["openvino-int8"].ir_stem
+    ov.save_model(fp32, out / f"{fp32_stem}.xml", compress_to_fp16=False)
     int8 = quantize(fp32, calibration)
-    ov.save_model(int8, out / "alexnet_int8.xml")
+    ov.save_model(int8, out / f"{int8_stem}.xml")
     log.info("OpenVINO float32 and int8 written to %s in %.1f s", out, time.time() - started)
 
     found = {
         "tensorflow": {"files": [model_store.MODEL_FILE], "library": f"tensorflow {tf.__version__}",
                        "runtime": KerasRuntime(float32_copy(keras_model))},
-        "openvino": {"files": [f"{subdir}/alexnet_fp32.xml", f"{subdir}/alexnet_fp32.bin"],
+        "openvino": {"files": [f"{subdir}/{fp32_stem}.xml", f"{subdir}/{fp32_stem}.bin"],
                      "library": f"openvino {ov.get_version()}"},
-        "openvino-int8": {"files": [f"{subdir}/alexnet_int8.xml", f"{subdir}/alexnet_int8.bin"],
+        "openvino-int8": {"files": [f"{subdir}/{int8_stem}.xml", f"{subdir}/{int8_stem}.bin"],
                           "library": f"openvino {ov.get_version()}, nncf {nncf.__version__}",
                           "calibration_images": int(len(calibration))},
     }
@@ -202,7 +203,7 @@ def run(args) -> int:
     calibration, val_images, val_labels = _calibration_and_validation(args, model_store.read_metadata(local, version))
     metadata = export_version(vdir, calibration, val_images, val_labels)
     if remote:
-        new = [f for n in ("openvino", "openvino-int8") for f in metadata["runtimes"][n]["files"]]
+        new = [f for n in runtimes.EXPORTED for f in metadata["runtimes"][n]["files"]]
         model_store.update_version(local, version, args.model_store, new)
     print(f"exported version {version} of {args.model_store}: {summary(metadata['runtimes'])}")
     return 0

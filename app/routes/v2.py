@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, Response, jsonify, request
 
 import explain
+import runtimes
 from app import v2_binary
 from app.classify import check_model, classify
 from app.errors import ApiError
@@ -59,7 +60,7 @@ def model_metadata(name: str, version: str | None = None):
     check_model(name, version)
     p = get_service().predictor
     return jsonify(
-        name=MODEL_NAME, versions=[str(p.version)], platform=PLATFORMS[p.runtime_name],
+        name=MODEL_NAME, versions=[str(p.version)], platform=runtimes.REGISTRY[p.runtime_name].v2_platform,
         inputs=[{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
         outputs=[{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(p.class_names)]},
                  {"name": OOD_NAME, "datatype": "FP32", "shape": [-1]}],
@@ -68,8 +69,6 @@ def model_metadata(name: str, version: str | None = None):
     )
 
 
-# KServe's platform names for the runtime behind the model.
-PLATFORMS = {"tensorflow": "tensorflow_keras", "openvino": "openvino_ir", "openvino-int8": "openvino_ir"}
 HINT = '{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["<base64>"]}]}'
 
 

@@ -268,3 +268,12 @@ def test_synthetic_training_negatives_are_made_once_per_seed_and_remade_where_mi
     assert (other_seed / first).read_bytes() != (folder / first).read_bytes()
     synthetic.restore(tmp_path / "not-synthetic")  # any other folder is left alone
     assert not (tmp_path / "not-synthetic").exists()
+
+
+def test_a_budget_too_small_for_this_host_is_named_with_the_one_that_would_do():
+    from training import budget
+
+    slow = budget.forecast(10, 12.5)  # a 2-core AVX2-only host's bare step
+    assert slow is not None and "0.64" in slow and "DEMO_BUDGET=27" in slow
+    assert budget.forecast(27, 12.5) is None
+    assert budget.forecast(10, 35.0) is None  # a 2-core AVX-512 host: 10 minutes reach ~0.80

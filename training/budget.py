@@ -19,12 +19,28 @@ import tensorflow as tf
 # optimism is safe: when the host is slower than planned, the deadline ends the run with the rate decayed.
 PIPELINE_SHARE = 0.95
 BUDGET_FILE = "budget.json"
+# Training images a budgeted run needs for a usable model: the demo recipe (2 epochs) reached 0.80-0.82
+# validation accuracy on ~19,000 (10 minutes, 2-core AVX-512 host, bf16 ~35 img/s); ~7,000 (10 minutes on a
+# 2-core AVX2-only host, ~12.5 img/s) gave 0.64.
+USABLE_IMAGES = 19_000
 
 
 def steps_per_epoch(minutes: float, epochs: int, batch: int, bare_img_s: float, full_steps: int) -> int:
     """Steps per epoch that fit `minutes` of training at `bare_img_s` (never more than a full epoch)."""
     images = minutes * 60 * bare_img_s * PIPELINE_SHARE
     return max(1, min(full_steps, int(images // (epochs * batch))))
+
+
+def forecast(minutes: float, bare_img_s: float) -> str | None:
+    """A warning when `minutes` at this speed train on too few images for a usable model, naming the
+    budget that would reach ~0.80 on this host; None when the budget is enough."""
+    images = minutes * 60 * bare_img_s * PIPELINE_SHARE
+    if images >= USABLE_IMAGES:
+        return None
+    need = math.ceil(USABLE_IMAGES / (60 * bare_img_s * PIPELINE_SHARE))
+    return (f"warning: {minutes:g} min at {bare_img_s:.1f} img/s trains on ~{images:,.0f} images: expect a weak "
+            f"model (10 min on a 2-core AVX2-only host, ~7,000 images, gave 0.64 validation accuracy). About "
+            f"{need} min would reach ~0.80 on this host: make demo DEMO_BUDGET={need} (train --time-budget {need})")
 
 
 def _read(folder: Path) -> dict:
@@ -51,6 +67,9 @@ def plan(folder: Path, minutes: float, epochs: int, batch: int, bare_img_s: floa
             full_steps=full_steps, elapsed_s=0.0, deadline_hit=False)
     print(f"time budget {minutes:g} min at {bare_img_s:.1f} img/s (bare step) x {PIPELINE_SHARE}: "
           f"{steps} of {full_steps} steps per epoch ({steps * batch} images), {epochs} epochs", flush=True)
+    warning = forecast(minutes, bare_img_s)
+    if warning:
+        print(warning, flush=True)
     return steps
 
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import model_store
 import runtimes
-from training import data
+from training import data, options
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,7 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
             "negatives_target": (args.negatives_target if args.negatives else None),
             "synthetic_negatives": getattr(args, "synthetic_negatives", 0),
         },
-        "hyperparameters": {k: getattr(args, k) for k in (
-            "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_epochs", "label_smoothing",
-            "dropout", "bn_momentum", "patience", "seed", "precision", "crop_scale", "time_budget")},
+        "hyperparameters": options.hyperparameters(args),
         "training_seconds": round(seconds, 1),
         "seconds_per_epoch": round(seconds / max(1, summary["epochs_run"]), 1),
         "replicas": strategy.num_replicas_in_sync,

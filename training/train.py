@@ -8,6 +8,7 @@ import logging
 import resource
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -24,6 +25,7 @@ from training import (
     loop,
     losses,
     negatives,
+    options,
     pipeline,
     plots,
     precision,
@@ -72,134 +74,185 @@ def _optimizer(args: argparse.Namespace, steps_per_epoch: int, progress: tf.Vari
     return opt
 
 
-def _run_settings(args: argparse.Namespace, replicas: int) -> dict:
-    keys = ("val_dir", "val_split", "epochs", "crop_scale", "batch_size", "learning_rate", "weight_decay",
-            "warmup_epochs", "label_smoothing", "dropout", "bn_momentum", "max_per_class", "seed", "time_budget")
-    settings = {"data_dir": [str(d) for d in args.data_dir], **{k: getattr(args, k) for k in keys}}
-    if args.negatives:  # kept out of the key when unused: runs begun before the flag still resume
-        settings["negatives"] = [str(d) for d in args.negatives]
-        settings["negatives_holdout"] = args.negatives_holdout
-        if args.negatives_share is not None:
-            settings["negatives_share"] = args.negatives_share
-        if other_class(args):
-            settings["negatives_target"] = "other"
-    if settings["time_budget"] is None:
-        del settings["time_budget"]  # runs begun before the flag existed keep their folder (and resume)
-    if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
-        settings["replicas"] = replicas
-    return settings
-
-
 def other_class(args: argparse.Namespace) -> bool:
     """Whether the model gets the extra "other" output (negatives given, --negatives-target other)."""
     return bool(args.negatives) and args.negatives_target == "other"
 
 
+@dataclass
+class Run:
+    """One training run: what its steps share."""
+
+    args: argparse.Namespace
+    strategy: tf.distribute.Strategy
+    strategy_name: str
+    train_set: data.ImageSet
+    val_set: data.ImageSet
+    local_store: str  # a gs:// store trains into a local one under the cache, uploaded at the end
+    folder: Path  # the run's working folder (resume state, best weights, history)
+    state: dict | None  # what --resume restores, None for a fresh run
+    wall_start: float = field(default_factory=time.time)
+
+    @property
+    def multi(self) -> bool:
+        return self.strategy_name == "multi-worker"
+
+    @property
+    def chief(self) -> bool:
+        return distributed.is_chief() if self.multi else True
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train_set.class_names)
+
+    @property
+    def batch(self) -> int:
+        return self.args.batch_size * self.strategy.num_replicas_in_sync
+
+    @property
+    def first_epoch(self) -> int:
+        return self.state["epoch"] if self.state else 0
+
+    def build(self, sync_bn: bool = False) -> keras.Model:
+        """AlexNet for this run's classes and options."""
+        return build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), self.num_classes, dropout=self.args.dropout,
+                             bn_momentum=self.args.bn_momentum, sync_bn=sync_bn, other_class=other_class(self.args))
+
+
 def run(args: argparse.Namespace) -> int:
     """Train (resumably), checkpoint the best epoch, then atomically publish it as a new version."""
-    wall_start = time.time()
-    keras.utils.set_random_seed(args.seed)
-    strategy_name = distributed.resolve(args.strategy)
-    strategy = distributed.strategy_for(strategy_name)
-    multi = strategy_name == "multi-worker"
-    chief = distributed.is_chief() if multi else True
-    train_set, val_set = _load_data(args)
-    num_classes = len(train_set.class_names)
-    batch = args.batch_size * strategy.num_replicas_in_sync
-    # A gs:// store: train into a local store under the cache (so --resume finds it), upload, remove it.
-    remote = model_store.is_remote(args.model_store)
-    local_store = str(cache.default_cache_dir() / "train-store") if remote else args.model_store
-    folder = resume.run_dir(local_store, _run_settings(args, strategy.num_replicas_in_sync))
-    state = resume.load_state(folder) if args.resume else None
-    if args.resume and state is None:
-        print(f"nothing to resume in {folder}; starting a fresh run", flush=True)
-    if state is None and chief:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-    first_epoch = state["epoch"] if state else 0
-    if multi:
-        distributed.agree_on_epoch(strategy, first_epoch)
-    source = pipeline.EpochBatches(train_set.images, train_set.labels, batch, args.seed, augment=True,
-                                   min_scale=args.crop_scale,
-                                   negatives_share=args.negatives_share if args.negatives else None)
-    source.epoch, source.other_class = first_epoch, other_class(args)
-    val_ds = pipeline.eval_dataset(val_set.images, val_set.labels, num_classes, batch)
-    mode, speeds = precision.pick(args.precision, strategy, pipeline.train_dataset(
-        train_set.images, train_set.labels, num_classes, batch, args.seed), num_classes)
-    if args.time_budget:
-        source.max_steps = budget.plan(folder, args.time_budget, args.epochs, batch, speeds.get(mode.name),
-                                       source.steps(), resuming=state is not None)
-    steps = source.steps()
-    progress = tf.Variable(0.0, trainable=False) if args.time_budget else None
-
-    keras.mixed_precision.set_global_policy(mode.policy)
-    loss = losses.make(other_class(args), args.label_smoothing)
-    with strategy.scope():
-        model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
-                              bn_momentum=args.bn_momentum, sync_bn=multi, other_class=other_class(args))
-        model.compile(optimizer=_optimizer(args, steps, progress), loss=loss, metrics=["accuracy"],
-                      jit_compile=mode.jit and not multi)
-        if state:  # optimizer variables are created here: inside the scope, as the strategy's own
-            resume.restore(model, folder, state, writer=chief)
-    best_weights = folder / "best.weights.h5"
-    started, clock = time.time(), time.monotonic()
-    try:
-        if multi:
-            train_img_s = loop.fit(strategy, model, loss, source, val_ds, num_classes, args.epochs, first_epoch,
-                                   folder, chief, args.patience, state)
-        else:
-            deadline = budget.Deadline(folder, args.time_budget, progress, budget.spent(folder) if state else 0.0,
-                                       clock_start=clock) if progress is not None else None
-            train_img_s = _fit(args, model, pipeline.train_dataset_from(source, num_classes), val_ds, folder,
-                               state, first_epoch, batch, deadline)
-    except BaseException:
-        print(f"training interrupted; continue it with the same command plus --resume ({folder})", flush=True)
-        raise
-    seconds = time.time() - started
-    if not chief:
+    r = start(args)
+    source, val_ds, mode, speeds, progress = prepare(r)
+    model, loss = build_and_compile(r, mode, source.steps(), progress)
+    train_img_s, seconds = train(r, model, loss, source, val_ds, progress)
+    if not r.chief:
         print("worker done: the chief publishes the version", flush=True)
         return 0
-    # What is saved, exported and served: float32 (a bf16 model serves slowly on CPUs without bf16 and
-    # cannot be quantized) on one replica (no mirrored variables, no synchronized BatchNorm).
-    keras.mixed_precision.set_global_policy("float32")
-    model = build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes, dropout=args.dropout,
-                          bn_momentum=args.bn_momentum, other_class=other_class(args))
-    model.load_weights(best_weights)  # the best epoch, not the last
-    best_weights.unlink()
-    resume.clear(folder)
-    model.save(folder / model_store.MODEL_FILE, include_optimizer=False)
-    summary = finish.best_epoch(folder / "history.csv")
-    plots.training_curves(folder / "history.csv", folder / "curves.png")
+    model = best_float32_model(r)
+    summary = finish.best_epoch(r.folder / "history.csv")
+    plots.training_curves(r.folder / "history.csv", r.folder / "curves.png")
     bare = speeds.get(mode.name)
-    summary["speed"] = {"precision": mode.name, "strategy": strategy_name, "bare_step_img_s": speeds,
+    summary["speed"] = {"precision": mode.name, "strategy": r.strategy_name, "bare_step_img_s": speeds,
                         "train_img_s": train_img_s,
                         "pipeline_ratio": round(train_img_s / bare, 3) if bare and train_img_s else None,
                         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                        "wall_seconds": round(time.time() - wall_start, 1)}
-    meta = finish.metadata(args, train_set, val_set, summary, seconds, strategy)
-    if not args.no_export:
-        meta["runtimes"] = finish.export(folder, model, train_set, val_set, args.seed)
-    meta, ood_raw = finish.abstain(folder, model, meta, val_set, args.abstain_rate)
-    if not args.no_report:
-        finish.report(folder, model, meta, val_set, args.val_dir or "the held-out split", ood_raw)
-    (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    version = model_store.publish(local_store, folder)
-    where = model_store.version_dir(local_store, version)
-    if remote:
-        version = model_store.upload_version(local_store, version, args.model_store)
-        shutil.rmtree(local_store, ignore_errors=True)
-        where = f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}"
+                        "wall_seconds": round(time.time() - r.wall_start, 1)}
+    where = publish(r, model, summary, seconds)
     sp = summary["speed"]
     # The host's bare float32 step beside the wall time: hosts differ, and budgets scale with it.
     f32 = f"{speeds['float32']:.1f}" if "float32" in speeds else "not measured"
     print(f"precision {sp['precision']}: training {sp['train_img_s'] or 0:.1f} img/s, bare step "
           f"{bare or 0:.1f} img/s (pipeline/bare {sp['pipeline_ratio']}); peak RSS {sp['peak_rss_mb']} MB; "
-          f"wall {sp['wall_seconds'] / 60:.1f} min{' (this process: resumed)' if state else ''}; "
+          f"wall {sp['wall_seconds'] / 60:.1f} min{' (this process: resumed)' if r.state else ''}; "
           f"host bare float32 step {f32} img/s")
     print(f"published {where} "
           f"(best val_accuracy {summary['best_val_accuracy']:.4f} at epoch {summary['best_epoch']}, "
           f"{seconds / 60:.1f} min)")
     return 0
+
+
+def start(args: argparse.Namespace) -> Run:
+    """Step 1: seed, strategy, data, and the run's folder (fresh, or the interrupted run's with --resume)."""
+    keras.utils.set_random_seed(args.seed)
+    strategy_name = distributed.resolve(args.strategy)
+    strategy = distributed.strategy_for(strategy_name)
+    train_set, val_set = _load_data(args)
+    remote = model_store.is_remote(args.model_store)
+    local_store = str(cache.default_cache_dir() / "train-store") if remote else args.model_store
+    folder = resume.run_dir(local_store, options.identity(args, strategy.num_replicas_in_sync))
+    state = resume.load_state(folder) if args.resume else None
+    r = Run(args, strategy, strategy_name, train_set, val_set, local_store, folder, state)
+    if args.resume and state is None:
+        print(f"nothing to resume in {folder}; starting a fresh run", flush=True)
+    if state is None and r.chief:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    if r.multi:
+        distributed.agree_on_epoch(strategy, r.first_epoch)
+    return r
+
+
+def prepare(r: Run):
+    """Step 2: the epoch source and validation batches, the precision race, and the time budget's plan:
+    (source, val_ds, precision mode, measured speeds, budget progress variable or None)."""
+    args = r.args
+    source = pipeline.EpochBatches(r.train_set.images, r.train_set.labels, r.batch, args.seed, augment=True,
+                                   min_scale=args.crop_scale,
+                                   negatives_share=args.negatives_share if args.negatives else None)
+    source.epoch, source.other_class = r.first_epoch, other_class(args)
+    val_ds = pipeline.eval_dataset(r.val_set.images, r.val_set.labels, r.num_classes, r.batch)
+    mode, speeds = precision.pick(args.precision, r.strategy, pipeline.train_dataset(
+        r.train_set.images, r.train_set.labels, r.num_classes, r.batch, args.seed), r.num_classes)
+    if args.time_budget:
+        source.max_steps = budget.plan(r.folder, args.time_budget, args.epochs, r.batch, speeds.get(mode.name),
+                                       source.steps(), resuming=r.state is not None)
+    progress = tf.Variable(0.0, trainable=False) if args.time_budget else None
+    return source, val_ds, mode, speeds, progress
+
+
+def build_and_compile(r: Run, mode, steps: int, progress: tf.Variable | None):
+    """Step 3: the model in the chosen precision, compiled (and restored on --resume): (model, loss)."""
+    keras.mixed_precision.set_global_policy(mode.policy)
+    loss = losses.make(other_class(r.args), r.args.label_smoothing)
+    with r.strategy.scope():
+        model = r.build(sync_bn=r.multi)
+        model.compile(optimizer=_optimizer(r.args, steps, progress), loss=loss, metrics=["accuracy"],
+                      jit_compile=mode.jit and not r.multi)
+        if r.state:  # optimizer variables are created here: inside the scope, as the strategy's own
+            resume.restore(model, r.folder, r.state, writer=r.chief)
+    return model, loss
+
+
+def train(r: Run, model: keras.Model, loss, source: pipeline.EpochBatches, val_ds: tf.data.Dataset,
+          progress: tf.Variable | None) -> tuple[float | None, float]:
+    """Step 4: the epochs (keeping the best weights and the resume state): (steady img/s, seconds)."""
+    args, folder = r.args, r.folder
+    started, clock = time.time(), time.monotonic()
+    try:
+        if r.multi:
+            train_img_s = loop.fit(r.strategy, model, loss, source, val_ds, r.num_classes, args.epochs,
+                                   r.first_epoch, folder, r.chief, args.patience, r.state)
+        else:
+            deadline = budget.Deadline(folder, args.time_budget, progress, budget.spent(folder) if r.state else 0.0,
+                                       clock_start=clock) if progress is not None else None
+            train_img_s = _fit(args, model, pipeline.train_dataset_from(source, r.num_classes), val_ds, folder,
+                               r.state, r.first_epoch, r.batch, deadline)
+    except BaseException:
+        print(f"training interrupted; continue it with the same command plus --resume ({folder})", flush=True)
+        raise
+    return train_img_s, time.time() - started
+
+
+def best_float32_model(r: Run) -> keras.Model:
+    """Step 5: the best epoch's weights in a float32, one-replica model, saved as alexnet.h5 (a bf16 model
+    serves slowly on CPUs without bf16 and cannot be quantized; no mirrored variables or synchronized BN)."""
+    keras.mixed_precision.set_global_policy("float32")
+    model = r.build()
+    best_weights = r.folder / "best.weights.h5"
+    model.load_weights(best_weights)  # the best epoch, not the last
+    best_weights.unlink()
+    resume.clear(r.folder)
+    model.save(r.folder / model_store.MODEL_FILE, include_optimizer=False)
+    return model
+
+
+def publish(r: Run, model: keras.Model, summary: dict, seconds: float) -> str:
+    """Step 6: metadata, OpenVINO exports, abstain threshold and report, then the version published
+    atomically (uploaded for a gs:// store): where it is."""
+    args, folder = r.args, r.folder
+    meta = finish.metadata(args, r.train_set, r.val_set, summary, seconds, r.strategy)
+    if not args.no_export:
+        meta["runtimes"] = finish.export(folder, model, r.train_set, r.val_set, args.seed)
+    meta, ood_raw = finish.abstain(folder, model, meta, r.val_set, args.abstain_rate)
+    if not args.no_report:
+        finish.report(folder, model, meta, r.val_set, args.val_dir or "the held-out split", ood_raw)
+    (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    version = model_store.publish(r.local_store, folder)
+    if not model_store.is_remote(args.model_store):
+        return str(model_store.version_dir(r.local_store, version))
+    version = model_store.upload_version(r.local_store, version, args.model_store)
+    shutil.rmtree(r.local_store, ignore_errors=True)
+    return f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}"
 
 
 def _fit(args: argparse.Namespace, model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
@@ -226,40 +279,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negatives", action="append", metavar="DIR",
                         help="photos of other things (subfolders = kinds), trained towards 'unsure' so the "
                              "served version can abstain (repeatable)")
-    parser.add_argument("--negatives-holdout", type=float, default=negatives.HOLDOUT,
-                        help="fraction of each negative kind kept out of training to calibrate and report on")
-    parser.add_argument("--negatives-share", type=float, metavar="FRACTION",
-                        help="share of every epoch drawn from the negatives (repeating them as needed); "
-                             "default: their natural proportion")
-    parser.add_argument("--negatives-target", choices=("other", "uniform"), default="other",
-                        help="what negatives train towards: an extra 'other' output (default) or the uniform "
-                             "distribution over the classes")
     parser.add_argument("--synthetic-negatives", type=int, default=0, metavar="N",
                         help="also train on N generated images of no class (noise, flat colours, gradients, "
                              "filled shapes), as negatives")
     parser.add_argument("--abstain-rate", type=float, default=ood.DEFAULT_ABSTAIN_RATE,
                         help="share of the validation photos the fitted abstain threshold abstains on")
-    parser.add_argument("--val-split", type=float, default=0.2, help="fraction held out when no --val-dir")
     parser.add_argument("--model-store", default="model_store",
                         help="store to publish the version into (a folder or gs://bucket/prefix)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32, help="per replica")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak rate after warm-up")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup-epochs", type=float, default=2.0)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--dropout", type=float, default=0.5)
-    parser.add_argument("--crop-scale", type=float, default=pipeline.CROP_SCALE[0],
-                        help="smallest random crop, as a fraction of the photo's area")
-    parser.add_argument("--bn-momentum", type=float, default=0.99,
-                        help="BatchNorm moving-average momentum (lower adapts faster in short runs)")
-    parser.add_argument("--patience", type=int, default=10, help="EarlyStopping patience in epochs")
-    parser.add_argument("--max-per-class", type=int, help="use at most this many training images per class")
-    parser.add_argument("--time-budget", type=float, metavar="MINUTES",
-                        help="cut each epoch to a random subset so training fits these minutes at the measured speed")
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--precision", default="auto", choices=("auto", *precision.MODES),
-                        help="CPU precision mode; auto races them briefly and trains in the fastest")
+    options.add_to(parser)  # the recipe: training/options.py
     parser.add_argument("--strategy", default="auto", choices=distributed.CHOICES,
                         help="auto: multi-worker when TF_CONFIG names several workers, else all GPUs, else one CPU")
     parser.add_argument("--resume", action="store_true",

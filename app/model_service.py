@@ -1,70 +1,35 @@
-"""The model resource: loads the newest version, batches requests, hot-reloads new versions."""
+"""The model resource: the serving version and its batcher, swapped on hot reload. Version selection and
+loading live in app/version_store.py, polling in app/version_poller.py, the request path in app/inference.py,
+the candidate in app/rollout_manager.py."""
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass
-from functools import cached_property
 
-import numpy as np
 from flask import Flask, current_app, g
 
-import model_store
-import runtimes
 from app import metrics
-from app.batching import HIGH, Batcher, OverloadedError
-from app.predictor import ModelLoadError, Predictor, abstain_threshold, load_predictor
+from app.batching import Batcher
+from app.inference import Classified, ClientGoneError, Gateway, VersionNotServedError
+from app.predictor import ModelLoadError, Predictor
 from app.rollout_manager import RolloutManager
 from app.version_poller import VersionPoller
+from app.version_store import VersionStore
 from explain.occlusion import IMAGES_PER_EXPLANATION
-from model_store import ood, version_labels
+from model_store import version_labels
 
-log = logging.getLogger(__name__)
-
-
-class ClientGoneError(Exception):
-    """The client hung up before its images reached the model."""
-
-
-@dataclass
-class Classified:
-    """Probabilities for a list of images, the version that produced them and its abstain threshold."""
-
-    version: int
-    class_names: list[str]
-    probabilities: np.ndarray
-    threshold: float | None = None
-    method: str = ood.METHOD  # the version's OOD score (model_store.ood.method_of)
-
-    @cached_property
-    def ood_scores(self) -> np.ndarray:
-        """OOD score per image (model_store.ood)."""
-        return ood.scores(self.probabilities, self.method)
-
-    @cached_property
-    def abstained(self) -> np.ndarray:
-        """True for the images answered "unknown"."""
-        return ood.abstains(self.ood_scores, self.threshold)
-
-
-class VersionNotServedError(LookupError):
-    """A request named a version this server does not serve."""
+__all__ = ["Classified", "ClientGoneError", "ModelService", "VersionNotServedError", "get_service", "init_app"]
 
 
 class ModelService:
-    """Owns the serving Predictor, the Batcher and the version states reported by the APIs."""
+    """Owns the serving Predictor and its Batcher; the version store, poller, gateway and rollouts hang off it."""
 
     def __init__(self, config: dict):
         self.config = config
         self.store_uri = str(config["MODEL_STORE"])
-        self.local_store = None
+        self.versions = VersionStore(config)
         self.predictor: Predictor | None = None
         self.batcher: Batcher | None = None
-        self.states: dict[int, dict] = {}  # version -> {"state": ..., "error_message": ...}
         self.draining = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -74,65 +39,37 @@ class ModelService:
         self.in_flight, self.in_flight_lock = 0, threading.Lock()
         self.rollouts = RolloutManager(self)
         self.poller = VersionPoller(self)
+        self.gateway = Gateway(self)
+        self.classify = self.gateway.classify
+        self.batcher_for = self.gateway.batcher_for
+        self.load = self.versions.load
+        self.files_wanted = self.versions.files_wanted
 
-    # -- loading --------------------------------------------------------------------------------
+    @property
+    def states(self) -> dict[int, dict]:
+        """TF Serving state of every version seen."""
+        return self.versions.states
+
+    @property
+    def local_store(self) -> str | None:
+        """The store on local disk (the gs:// cache for a remote store)."""
+        return self.versions.local
+
     def wanted_version(self) -> int | None:
-        """The version to serve now (fetched into the cache for gs:// stores)."""
+        """The version to serve now: MODEL_VERSION, else labels.json's stable (labels mode), else the newest."""
         pinned = int(self.config["MODEL_VERSION"]) if self.config.get("MODEL_VERSION") else None
         if self.rollouts.enabled and pinned is None:
             pinned = self.rollouts.read().get(version_labels.STABLE)  # None: the newest, as without labels
-        # For gs:// stores this downloads the pinned version, or else the newest one.
-        failed = {v for v, st in self.states.items() if st.get("failed")}
-        store = self.local_store = model_store.local_copy(self.store_uri, self.config.get("MODEL_CACHE_DIR"), pinned,
-                                                          skip=failed, want=self.files_wanted)
-        if pinned:
-            return pinned
-        candidates = [v for v in model_store.list_versions(store) if self.states.get(v, {}).get("state") != "END"]
-        return candidates[-1] if candidates else None
-
-    def files_wanted(self, metadata: dict) -> list[str]:
-        # gs:// stores: fetch only the chosen runtime's files (Cloud Run's /tmp is memory).
-        try:
-            name = runtimes.choose(metadata, str(self.config.get("MODEL_RUNTIME") or "auto"))
-            return runtimes.files_for(metadata, name)
-        except runtimes.RuntimeUnavailableError:
-            return [model_store.MODEL_FILE]  # loading reports the reason
-
-    def load(self, version: int) -> Predictor:
-        self.states[version] = {"state": "LOADING", "error_message": ""}
-        try:
-            predictor = load_predictor(self.local_store, version, int(self.config["BATCH_MAX_SIZE"]),
-                                       str(self.config.get("TTA") or "none"),
-                                       str(self.config.get("MODEL_RUNTIME") or "auto"),
-                                       str(self.config.get("ABSTAIN") or "on"), self.config.get("ABSTAIN_THRESHOLD"))
-        except (ModelLoadError, FileNotFoundError) as exc:
-            self.states[version] = {"state": "END", "error_message": str(exc), "failed": True}
-            metrics.MODEL_LOADS.labels(outcome="failed").inc()
-            raise ModelLoadError(str(exc)) from exc
-        metrics.MODEL_LOADS.labels(outcome="ok").inc()
-        return predictor
+        return self.versions.wanted(pinned)
 
     def swap(self, predictor: Predictor) -> None:
+        """Serve `predictor` from the next batch on."""
         with self._lock:
             previous = self.predictor
             self.predictor = predictor
-            self.states[predictor.version] = {"state": "AVAILABLE", "error_message": ""}
-            if previous is not None and previous.version != predictor.version:
-                self.states[previous.version] = {"state": "END", "error_message": ""}
+            self.versions.serving(predictor.version, previous.version if previous else None)
         metrics.set_model_version(predictor.version, predictor.runtime_name,
                                   (previous.version, previous.runtime_name) if previous else None)
-        self._prune_cache()
-
-    def _prune_cache(self) -> None:
-        # gs:// stores only: downloaded versions live in MODEL_CACHE_DIR (memory on Cloud Run's /tmp).
-        if not model_store.is_remote(self.store_uri) or self.predictor is None:
-            return
-        keep_n = max(1, int(self.config.get("MODEL_CACHE_KEEP") or 1))
-        others = [v for v in model_store.list_versions(self.local_store) if v != self.predictor.version]
-        keep = {self.predictor.version, *(others[-(keep_n - 1):] if keep_n > 1 else [])}
-        removed = model_store.prune_cache(self.local_store, keep)
-        if removed:
-            log.info("model cache: removed versions %s, kept %s", removed, sorted(keep))
 
     def start(self) -> None:
         """Load and warm the initial version, then start the inference thread and the poller."""
@@ -146,7 +83,7 @@ class ModelService:
                 f"`python -m training train --data-dir DIR --model-store {self.store_uri}`")
         self.swap(self.load(version))
         self.batcher = Batcher(
-            self._run_batch,
+            self.gateway.run_batch,
             max_batch=int(self.config["BATCH_MAX_SIZE"]),
             max_wait_s=float(self.config["BATCH_MAX_WAIT_MS"]) / 1000.0,
             max_queue=int(self.config["MAX_QUEUE"]),
@@ -185,13 +122,6 @@ class ModelService:
         if cand is not None and cand.batcher is not None:
             cand.batcher.close()
 
-    # -- inference ------------------------------------------------------------------------------
-    def _run_batch(self, images: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        predictor = self.predictor  # one reference per batch: a swap never splits a batch
-        with self.model_lock:
-            probs = predictor.predict(images)
-        return [(predictor.version, row) for row in probs]
-
     @property
     def loaded(self) -> bool:
         """Model loaded and warmed (it stays so while draining, to finish accepted requests)."""
@@ -201,55 +131,6 @@ class ModelService:
     def ready(self) -> bool:
         """Model loaded and warmed, and not shutting down."""
         return self.loaded and not self.draining
-
-    def batcher_for(self, version: int | None) -> Batcher:
-        """The batcher serving a version (None: stable); VersionNotServedError for any other."""
-        if version is None or version == self.predictor.version:
-            return self.batcher
-        cand = self.rollouts.candidate
-        if cand is not None and cand.version == version and cand.batcher is not None:
-            return cand.batcher
-        raise VersionNotServedError(f"version {version} is not being served")
-
-    def classify(self, images: list[np.ndarray], client_gone: Callable[[], bool] | None = None,
-                 priority: int = HIGH, version: int | None = None) -> Classified:
-        """Run preprocessed images through the batcher (of `version`, default stable); raises OverloadedError
-        when the server is saturated and ClientGoneError when client_gone() says the client hung up while its
-        images were queued."""
-        futures = self.batcher_for(version).submit(images, priority)
-        deadline = time.monotonic() + float(self.config["REQUEST_TIMEOUT_SECONDS"])
-        while True:
-            _, pending = futures_wait(futures, timeout=min(0.05, max(0.0, deadline - time.monotonic())))
-            if not pending:
-                break
-            gone = client_gone is not None and client_gone()
-            if gone or time.monotonic() >= deadline:
-                for f in futures:
-                    f.cancel()  # queued work of a request that gave up never reaches the model
-                if gone:
-                    metrics.CLIENT_GONE.inc()
-                    raise ClientGoneError("client closed the connection")
-                raise OverloadedError("server busy: inference timed out")
-        results = [f.result() for f in futures]
-        versions = {v for v, _ in results}
-        if len(versions) > 1:
-            # A hot swap landed between two images of one request: redo it whole on one version.
-            return self.classify(images, client_gone, priority)
-        version = versions.pop()
-        current, cand = self.predictor, self.rollouts.candidate
-        if current.version == version:
-            metadata, threshold = current.metadata, current.abstain_threshold
-        elif cand is not None and cand.version == version and cand.predictor is not None:
-            metadata, threshold = cand.predictor.metadata, cand.predictor.abstain_threshold
-        else:
-            metadata, threshold = self._metadata_of(version)
-        return Classified(version, list(metadata["class_names"]), np.stack([row for _, row in results]), threshold,
-                          ood.method_of(metadata))
-
-    def _metadata_of(self, version: int) -> tuple[dict, float | None]:
-        metadata = model_store.read_metadata(self.local_store, version)
-        return metadata, abstain_threshold(
-            metadata, str(self.config.get("ABSTAIN") or "on"), self.config.get("ABSTAIN_THRESHOLD"))
 
 
 def get_service() -> ModelService:

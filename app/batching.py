@@ -7,6 +7,7 @@ so a prediction waits behind at most one of those.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -50,8 +51,13 @@ class Batcher:
         max_low_batch: int = 2,
         low_reserve: int = 0,
         before_low: Callable[[], bool] | None = None,
+        turn: threading.Lock | None = None,
     ):
         self._run_batch = run_batch
+        # Batchers of several versions share one model (every call uses every core) through `turn`: a batch
+        # is topped up with what arrived while it waited for its turn, so a version with little traffic
+        # (a canary) runs fewer, fuller batches instead of many of one or two images.
+        self._turn = turn
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue_time_s = max_queue_time_s
@@ -132,11 +138,14 @@ class Batcher:
         self._thread.join(timeout=30)
 
     def _collect(self, first: _Item) -> list[_Item]:
-        batch = [first]
-        low = int(first.priority == LOW)
         # Wait for stragglers only for predictions under concurrency (the last batch had company): a lone
         # client should not pay max_wait on every request.
         wait = self.max_wait_s if self._last_batch > 1 and first.priority == HIGH else 0.0
+        return self._fill([first], wait)
+
+    def _fill(self, batch: list[_Item], wait: float) -> list[_Item]:
+        first = batch[0]
+        low = sum(item.priority == LOW for item in batch)
         deadline = time.monotonic() + wait
         while len(batch) < self.max_batch:
             try:
@@ -154,6 +163,13 @@ class Batcher:
             low += item.priority == LOW
             batch.append(item)
         return batch
+
+    def _taken(self, items: list[_Item]) -> list[_Item]:
+        """Items just taken off the queue: no longer counted as waiting."""
+        with self._count_lock:
+            for item in items:
+                self._waiting[item.priority] -= 1
+        return items
 
     def _runnable(self, batch: list[_Item]) -> list[_Item]:
         now = time.monotonic()
@@ -173,10 +189,7 @@ class Batcher:
             first = self._queue.get()[2]
             if first is None:
                 return
-            collected = self._collect(first)
-            with self._count_lock:
-                for item in collected:
-                    self._waiting[item.priority] -= 1
+            collected = self._taken(self._collect(first))
             self._last_batch = len(collected)
             batch = self._runnable(collected)
             if not batch:
@@ -185,18 +198,23 @@ class Batcher:
                 for item in batch:
                     item.future.set_exception(OverloadedError("background work dropped: the server is busy"))
                 continue
-            started = time.monotonic()
-            self.running = True
-            try:
-                out = self._run_batch(self._stack([item.image for item in batch]))
-            except Exception as exc:  # noqa: BLE001 - any model failure goes back to the waiting requests
-                log.exception("batch of %d failed", len(batch))
-                for item in batch:
-                    item.future.set_exception(exc)
-                continue
-            finally:
-                self.running = False
-                self.last_active = time.monotonic()
+            with self._turn or contextlib.nullcontext():
+                if self._turn is not None and len(batch) < self.max_batch:
+                    # What queued while another version had the model joins this batch.
+                    batch += self._runnable(self._taken(self._fill(list(batch), 0.0)[len(batch):]))
+                    self._last_batch = len(batch)
+                started = time.monotonic()
+                self.running = True
+                try:
+                    out = self._run_batch(self._stack([item.image for item in batch]))
+                except Exception as exc:  # noqa: BLE001 - any model failure goes back to the waiting requests
+                    log.exception("batch of %d failed", len(batch))
+                    for item in batch:
+                        item.future.set_exception(exc)
+                    continue
+                finally:
+                    self.running = False
+                    self.last_active = time.monotonic()
             self.batches_run += 1
             if self._on_batch:
                 self._on_batch(len(batch), time.monotonic() - started)

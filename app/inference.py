@@ -58,11 +58,10 @@ class Gateway:
         self.service = service
 
     def run_batch(self, images: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Stable's model call: one predictor reference per batch, so a swap never splits a batch."""
+        """Stable's model call (under service.model_lock: its batcher's turn): one predictor reference per
+        batch, so a swap never splits a batch."""
         predictor = self.service.predictor
-        with self.service.model_lock:
-            probs = predictor.predict(images)
-        return [(predictor.version, row) for row in probs]
+        return [(predictor.version, row) for row in predictor.predict(images)]
 
     def batcher_for(self, version: int | None) -> Batcher:
         """The batcher serving a version (None: stable); VersionNotServedError for any other."""

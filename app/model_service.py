@@ -91,6 +91,7 @@ class ModelService:
             on_batch=metrics.observe_batch,
             max_low_batch=int(self.config["EXPLAIN_BATCH"]),
             low_reserve=int(self.config["EXPLAIN_CONCURRENCY"]) * IMAGES_PER_EXPLANATION,
+            turn=self.model_lock,
         )
         if self.rollouts.enabled:
             labels = self.rollouts.changed() or {}

@@ -90,12 +90,10 @@ class RolloutManager:
             predictor = service.load(version)
         except ModelLoadError as exc:
             return self._rejected(version, f"cannot load: {exc}")
-        def run(images, p=predictor):
-            with service.model_lock:
-                probs = p.predict(images)
-            return [(p.version, row) for row in probs]
+        def run(images, p=predictor):  # under service.model_lock: the batcher's turn
+            return [(p.version, row) for row in p.predict(images)]
 
-        batcher = Batcher(run, before_low=self._stable_idle,
+        batcher = Batcher(run, before_low=self._stable_idle, turn=service.model_lock,
                           max_batch=int(self.config["BATCH_MAX_SIZE"]), max_queue=int(self.config["MAX_QUEUE"]),
                           max_queue_time_s=float(self.config["MAX_QUEUE_SECONDS"]),
                           max_low_batch=int(self.config["BATCH_MAX_SIZE"]))

@@ -244,3 +244,23 @@ def test_before_low_can_drop_background_work_and_never_touches_predictions():
         assert batcher.idle_for() >= 0.0
     finally:
         batcher.close()
+
+
+def test_a_batch_waiting_for_its_turn_is_topped_up_with_what_queued_meanwhile():
+    """Two versions share the model through one lock: a batcher that waited for its turn (another version's
+    batch was running) takes everything that queued meanwhile, so a canary runs full batches, not ones."""
+    turn = threading.Lock()
+    model = SlowModel(delay=0.0)
+    batcher = Batcher(model, max_batch=8, turn=turn)
+    with turn:  # the other version's batch is running
+        first = batcher.submit([np.full((2, 2), 0, np.float32)])[0]
+        deadline = time.monotonic() + 5
+        while batcher.depth() and time.monotonic() < deadline:  # taken off the queue, waiting for the turn
+            time.sleep(0.005)
+        rest = [batcher.submit([np.full((2, 2), i, np.float32)])[0] for i in range(1, 6)]
+        time.sleep(0.05)
+        assert model.calls == []  # nothing ran while the other version had the model
+    outs = [first.result(timeout=5), *(f.result(timeout=5) for f in rest)]
+    batcher.close()
+    assert [float(o[0]) for o in outs] == [i * 8.0 for i in range(6)]
+    assert model.calls == [6]  # one batch: the first image and the five that queued behind the lock

@@ -65,7 +65,7 @@ demo-model: install
 	elif [ -d $(SHARED)/train ]; then \
 		extra=""; [ -d $(EXTRA) ] && extra="--data-dir $(EXTRA)"; \
 		$(BIN)/python -m training train --data-dir $(SHARED)/train $$extra --val-dir $(SHARED)/validation \
-			$(NEG_FLAG) --model-store $(MODEL_STORE) $(DEMO_FLAGS); \
+			$(NEG_FLAG) $(if $(NEG_FLAG),--synthetic-negatives $(SYNTHETIC)) --model-store $(MODEL_STORE) $(DEMO_FLAGS); \
 	else \
 		$(BIN)/python -m training download --dest data/cats_dogs && \
 		$(BIN)/python -m training train --data-dir data/cats_dogs --val-split 0.2 --model-store $(MODEL_STORE) $(DEMO_FLAGS); \

@@ -22,6 +22,11 @@ REMEMBERED = 100_000
 # A feedback for an id no longer remembered searches this much of the newest log (another worker's,
 # another instance's, or one from before a restart).
 SCAN_BYTES = 64 << 20
+# Ids a scan did not find answer 404 without another scan for this long (a burst of feedback for ids the
+# log does not hold, mistaken or hostile, costs one scan per id, and scans run one at a time); short, so a
+# retry finds a record another worker had not written yet.
+MISS_SECONDS = 5.0
+MISSES_KEPT = 10_000
 
 
 class Logbook:
@@ -32,6 +37,9 @@ class Logbook:
         self._recent: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()  # id -> (version, labels)
         self._lock = threading.Lock()
         self._agreement: dict[str, list[int]] = {}  # version -> [agreed, all] feedback in this process
+        self._scan_lock = threading.Lock()
+        self._misses: OrderedDict[str, float] = OrderedDict()  # id -> when a scan did not find it
+        self.scans = 0
 
     def log_predictions(self, request_id: str, answers: list[dict], uploads: list[bytes], runtime: str | None,
                         latency_ms: float) -> None:
@@ -59,11 +67,28 @@ class Logbook:
         if hit is not None:
             version, labels = hit
             return (version, labels[index]) if 0 <= index < len(labels) else None
-        extra = [self.writer.open_segment] if self.writer.open_segment else []
-        for record in prediction_log.find(self.storage, request_id, SCAN_BYTES, extra):
+        if self._missed_recently(request_id):
+            return None
+        with self._scan_lock:
+            if self._missed_recently(request_id):  # the scan this request waited for did not find it either
+                return None
+            extra = [self.writer.open_segment] if self.writer.open_segment else []
+            self.scans += 1
+            found = prediction_log.find(self.storage, request_id, SCAN_BYTES, extra)
+            if not found:
+                with self._lock:
+                    self._misses[request_id] = time.monotonic()
+                    while len(self._misses) > MISSES_KEPT:
+                        self._misses.popitem(last=False)
+        for record in found:
             if record.get("index") == index:
                 return str(record.get("model_version")), str(record.get("label"))
         return None
+
+    def _missed_recently(self, request_id: str) -> bool:
+        with self._lock:
+            when = self._misses.get(request_id)
+        return when is not None and time.monotonic() - when < MISS_SECONDS
 
     def log_feedback(self, request_id: str, index: int, label: str, version: str, served: str) -> dict:
         """Queue a feedback record; count it towards the version's live agreement. Returns the record."""

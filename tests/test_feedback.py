@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -177,6 +178,38 @@ def test_an_unwritable_log_or_a_full_queue_never_touches_serving(trained_store, 
     release.set()
     app.extensions["logbook"].close()
     assert len(_records(tmp_path / "log")) == 2
+
+
+def test_feedback_for_unknown_ids_scans_once_per_id(trained_store, tmp_path, sample_jpeg, monkeypatch):
+    """A burst of feedback for ids the log does not hold costs one scan per id (scans run one at a time,
+    and a miss is remembered), while a logged id is still found."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = _app(trained_store, PREDICTION_LOG=str(tmp_path / "log"))
+    client = app.test_client()
+    served = client.post("/predict", data=sample_jpeg, content_type="image/jpeg").json
+    deadline = time.monotonic() + 10
+    writer = app.extensions["logbook"].writer
+    while time.monotonic() < deadline and not prediction_log.find(
+            prediction_log.LocalStorage(tmp_path / "log"), served["request_id"], 1 << 20,
+            [writer.open_segment] if writer.open_segment else []):
+        time.sleep(0.05)  # until the writer thread has written the record
+    app.extensions["logbook"]._recent.clear()  # forgotten in memory (another worker's request, a restart)
+    calls = []
+    real = prediction_log.find
+    monkeypatch.setattr(prediction_log, "find", lambda *a, **k: (calls.append(a[1]), time.sleep(0.05),
+                                                                 real(*a, **k))[2])
+
+    def feedback(request_id: str) -> int:
+        body = {"request_id": request_id, "index": 0, "label": "cats"}
+        return app.test_client().post("/feedback", json=body).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(feedback, ["no-such-id"] * 24 + ["another-missing-id"] * 8))
+    assert codes == [404] * 32
+    assert sorted(calls) == ["another-missing-id", "no-such-id"]  # one scan each, not 32
+    assert feedback(served["request_id"]) == 200 and calls[-1] == served["request_id"]  # found by its scan
+    app.extensions["logbook"].close()
 
 
 def test_feedback_contract_without_a_log_and_request_ids(client, sample_jpeg):

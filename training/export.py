@@ -68,7 +68,13 @@ def quantize(ov_model: ov.Model, calibration: np.ndarray) -> ov.Model:
     import nncf
 
     items = [calibration[i:i + 1] for i in range(len(calibration))]
-    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items))
+    ignored = None
+    if any("/scores" in op.get_friendly_name() for op in ov_model.get_ordered_ops()):
+        # The "other" head (model.other_class_head): the projection after the K+1 softmax stays float, or the
+        # softmax output is quantized to 8 bits in front of it and p(other), the score that decides
+        # abstaining, moves by several points (validation photos' median 0.028 -> 0.068 measured).
+        ignored = nncf.IgnoredScope(patterns=[r".*/predictions[^/]*/MatMul"], validate=False)
+    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items), ignored_scope=ignored)
 
 
 def accuracy(predict, images: np.ndarray, labels: np.ndarray, batch: int = 32) -> float:

@@ -87,7 +87,7 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
             "negatives_share": args.negatives_share if args.negatives else None,
             "negatives_trained": int((train_set.labels < 0).sum()),
             "negatives_target": (args.negatives_target if args.negatives else None),
-            "synthetic_negatives": getattr(args, "synthetic_negatives", 0),
+            "synthetic_negatives": args.synthetic_negatives,
         },
         "hyperparameters": options.hyperparameters(args),
         "training_seconds": round(seconds, 1),

@@ -98,7 +98,8 @@ def training_folder(n: int, seed: int, root: str | os.PathLike | None = None) ->
     once per (n, seed) in the decode cache and reused: the same files at training and calibration time."""
     from training import cache
 
-    # Seeds of the measured images are small (0, ...); training images use a stream of their own.
+    # The measured images use the version's seed itself (training/abstain.py); training images use
+    # 10,000 + seed, a stream of their own.
     folder = Path(root or cache.default_cache_dir()) / f"synthetic-negatives-{n}-{seed}"
     if folder.is_dir():
         return folder

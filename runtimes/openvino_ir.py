@@ -18,10 +18,11 @@ def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bo
     precision 'f32' keeps float32 math even on CPUs where OpenVINO would otherwise run bf16.
     """
     core = ov.Core()
-    cache_dir = settings.read(reader="runtime")["OV_CACHE_DIR"]
-    if cache_dir:
-        core.set_property({"CACHE_DIR": cache_dir})
-    config = {"PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision}
+    declared = settings.read(reader="runtime")
+    if declared["OV_CACHE_DIR"]:
+        core.set_property({"CACHE_DIR": declared["OV_CACHE_DIR"]})
+    config = {"PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision,
+              "ENABLE_CPU_PINNING": declared["OV_CPU_PINNING"] == "on"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return core.compile_model(model if isinstance(model, ov.Model) else core.read_model(model), "CPU", config)

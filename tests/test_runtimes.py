@@ -107,6 +107,14 @@ def test_openvino_float32_matches_keras(trained_store, tiny_data):
     assert np.abs(int8 - keras_probs).max() < INT8_TOLERANCE, np.abs(int8 - keras_probs).max()
 
 
+@pytest.mark.parametrize("pinning", ["on", "off"])
+def test_cpu_pinning_follows_the_setting(trained_store, monkeypatch, pinning):
+    monkeypatch.setenv("OV_CPU_PINNING", pinning)
+    vdir = model_store.version_dir(trained_store, 1)
+    model = runtimes.load(vdir, model_store.read_metadata(trained_store, 1), "openvino-int8")
+    assert model.compiled.get_property("ENABLE_CPU_PINNING") is (pinning == "on")
+
+
 def test_openvino_worker_never_imports_tensorflow(trained_store):
     port = free_port()
     proc = start_gunicorn(trained_store, port, {"MODEL_RUNTIME": "openvino-int8", "WEB_CONCURRENCY": "1"})

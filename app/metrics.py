@@ -91,10 +91,15 @@ def count_answers(version: int, images: int, abstained: int) -> None:
         ABSTENTIONS.labels(version=str(version)).inc(abstained)
 
 
-def observe_batch(size: int, seconds: float) -> None:
-    """Record one model call."""
+def observe_model_call(size: int, seconds: float) -> None:
+    """Record one model call of any version (a candidate's shadow work included)."""
     BATCH_SIZE.observe(size)
     INFERENCE.observe(seconds)
+
+
+def observe_batch(size: int, seconds: float) -> None:
+    """Record one model call of the stable version, whose images are the ones classified for users."""
+    observe_model_call(size, seconds)
     IMAGES.inc(size)
 
 

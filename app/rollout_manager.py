@@ -96,7 +96,7 @@ class RolloutManager:
         batcher = Batcher(run, before_low=self._stable_idle, turn=service.model_lock,
                           max_batch=int(self.config["BATCH_MAX_SIZE"]), max_queue=int(self.config["MAX_QUEUE"]),
                           max_queue_time_s=float(self.config["MAX_QUEUE_SECONDS"]),
-                          max_low_batch=int(self.config["BATCH_MAX_SIZE"]), on_batch=metrics.observe_batch)
+                          max_low_batch=int(self.config["BATCH_MAX_SIZE"]), on_batch=metrics.observe_model_call)
         service.states[version] = {"state": "AVAILABLE", "error_message": ""}
         log.info("candidate version %s loaded beside stable %s (shadow %g%%, canary %g%%)", version,
                  stable.version, self.shadow_percent, self.canary_percent)

@@ -93,7 +93,8 @@ class RolloutManager:
         def run(images, p=predictor):  # under service.model_lock: the batcher's turn
             return [(p.version, row) for row in p.predict(images)]
 
-        batcher = Batcher(run, before_low=self._stable_idle, turn=service.model_lock,
+        batcher = Batcher(run, before_low=self._stable_idle, turn=service.model_lock, yield_to=service.batcher,
+                          max_yield_s=float(self.config["CANARY_MAX_WAIT_MS"]) / 1000.0,
                           max_batch=int(self.config["BATCH_MAX_SIZE"]), max_queue=int(self.config["MAX_QUEUE"]),
                           max_queue_time_s=float(self.config["MAX_QUEUE_SECONDS"]),
                           max_low_batch=int(self.config["BATCH_MAX_SIZE"]), on_batch=metrics.observe_model_call)

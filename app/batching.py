@@ -135,16 +135,24 @@ class Batcher:
             seen = self.batches_run
             self._batch_done.wait_for(lambda: self.batches_run != seen, timeout)
 
+    def waiting_predictions(self) -> int:
+        """Prediction (HIGH) images queued; background work not counted."""
+        return self._waiting[HIGH]
+
+    def _top_up(self, batch: list[_Item]) -> list[_Item]:
+        """The batch with what is queued now added (up to max_batch), without waiting."""
+        return batch + self._runnable(self._taken(self._fill(list(batch), 0.0)[len(batch):]))
+
     def _yield(self, batch: list[_Item]) -> list[_Item]:
-        """While `yield_to` has images queued, let it run first (up to max_yield_s from the oldest arrival),
-        taking in what reaches this queue meanwhile."""
+        """While `yield_to` has predictions queued, let it run first (up to max_yield_s from the oldest
+        arrival), taking in what reaches this queue meanwhile; its background work is not waited for."""
         deadline = batch[0].enqueued + self.max_yield_s
-        while len(batch) < self.max_batch and self._yield_to.depth() > 0:
+        while len(batch) < self.max_batch and self._yield_to.waiting_predictions() > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             self._yield_to.wait_for_batch(remaining)
-            batch += self._runnable(self._taken(self._fill(list(batch), 0.0)[len(batch):]))
+            batch = self._top_up(batch)
         return batch
 
     def depth(self) -> int:
@@ -228,7 +236,7 @@ class Batcher:
             with self._turn or contextlib.nullcontext():
                 if self._turn is not None and len(batch) < self.max_batch:
                     # What queued while another version had the model joins this batch.
-                    batch += self._runnable(self._taken(self._fill(list(batch), 0.0)[len(batch):]))
+                    batch = self._top_up(batch)
                     self._last_batch = len(batch)
                 started = time.monotonic()
                 self.running = True

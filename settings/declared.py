@@ -73,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHADOW_PERCENT", float, 0.0, "share of stable's requests also run on the candidate", low=0, high=100),
     Setting("CANARY_PERCENT", float, 0.0, "share of clients answered by the candidate", low=0, high=100),
     Setting("CANARY_MAX_WAIT_MS", float, 100.0, "under load, a canary request waits up to this long while "
-            "stable's queued work runs, so the candidate's model calls carry more images (0: no wait)", low=0),
+            "stable's queued predictions run, so the candidate's model calls carry more images (0: no wait)", low=0),
     Setting("GATE_TOLERANCE", float, 0.01, "a candidate's validation accuracy may be this far below stable's",
             low=0),
     Setting("GATE_WINDOW", int, 200, "candidate answers the live gate judges over", low=1),

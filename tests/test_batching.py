@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.batching import Batcher, OverloadedError
+from app.batching import LOW, Batcher, OverloadedError
 from model_store import preprocess_image
 from tests import images
 from tests.conftest import shared_photos
@@ -266,23 +266,24 @@ def test_a_batch_waiting_for_its_turn_is_topped_up_with_what_queued_meanwhile():
     assert model.calls == [6]  # one batch: the first image and the five that queued behind the lock
 
 
-def _busy_stable(turn: threading.Lock, images: int) -> tuple[Batcher, SlowModel, list]:
-    """A stable batcher running one image per 50 ms call, with `images` queued: busy for a while."""
+def _busy_stable(images: int) -> tuple[Batcher, SlowModel, list]:
+    """A stable batcher running one image per 50 ms call, with `images` queued: busy for a while. The tests
+    below give the candidate no shared turn lock, so only the yielding decides when it runs (a lock that
+    stable's thread takes straight back would starve the candidate either way)."""
     model = SlowModel(delay=0.05)
-    stable = Batcher(model, max_batch=1, turn=turn)
+    stable = Batcher(model, max_batch=1)
     return stable, model, [stable.submit([np.zeros((2, 2), np.float32)])[0] for _ in range(images)]
 
 
 @pytest.mark.parametrize("max_yield_s", [0.0, 10.0])
 def test_a_canary_batch_lets_stable_queued_work_go_first_and_fills_meanwhile(max_yield_s):
     """With max_yield_s, a candidate's predictions wait while stable has work queued, and what reaches the
-    candidate meanwhile joins its call (one call of 4); without, it takes the next turn with 1 image."""
-    turn = threading.Lock()
-    stable, stable_model, stable_futures = _busy_stable(turn, 6)
+    candidate meanwhile joins its call (one call of 4); without, it runs at once with 1 image."""
+    stable, stable_model, stable_futures = _busy_stable(6)
     model = SlowModel(delay=0.0)
-    cand = Batcher(model, max_batch=8, turn=turn, yield_to=stable, max_yield_s=max_yield_s)
+    cand = Batcher(model, max_batch=8, yield_to=stable, max_yield_s=max_yield_s)
     futures = cand.submit([np.zeros((2, 2), np.float32)])
-    time.sleep(0.08)  # stable is in its second call: a candidate without yielding has had its turn
+    time.sleep(0.08)  # stable is in its second call: a candidate without yielding has run
     futures += [cand.submit([np.zeros((2, 2), np.float32)])[0] for _ in range(3)]
     for f in futures + stable_futures:
         f.result(timeout=5)
@@ -298,20 +299,33 @@ def test_a_canary_batch_lets_stable_queued_work_go_first_and_fills_meanwhile(max
 def test_a_canary_waits_at_most_max_yield_and_never_when_stable_is_idle():
     """The wait is bounded (answered long before stable's queue drains) and costs nothing when stable has
     no queued work (a lone client's canary request)."""
-    turn = threading.Lock()
-    idle = Batcher(SlowModel(delay=0.05), max_batch=1, turn=turn)
-    cand = Batcher(SlowModel(delay=0.0), max_batch=8, turn=turn, yield_to=idle, max_yield_s=10.0)
+    idle = Batcher(SlowModel(delay=0.05), max_batch=1)
+    cand = Batcher(SlowModel(delay=0.0), max_batch=8, yield_to=idle, max_yield_s=10.0)
     started = time.monotonic()
     cand.submit([np.zeros((2, 2), np.float32)])[0].result(timeout=5)
     assert time.monotonic() - started < 1.0  # not the 10 s bound: stable had nothing queued
     cand.close()
     idle.close()
 
-    stable, stable_model, stable_futures = _busy_stable(turn, 40)  # 2 s of work
-    cand = Batcher(SlowModel(delay=0.0), max_batch=8, turn=turn, yield_to=stable, max_yield_s=0.2)
+    stable, stable_model, stable_futures = _busy_stable(40)  # 2 s of work
+    cand = Batcher(SlowModel(delay=0.0), max_batch=8, yield_to=stable, max_yield_s=0.2)
     cand.submit([np.zeros((2, 2), np.float32)])[0].result(timeout=5)
     assert len(stable_model.calls) < 20  # answered within the bound, with half of stable's queue still there
     for f in stable_futures:
+        f.result(timeout=10)
+    stable.close()
+    cand.close()
+
+
+def test_a_canary_does_not_wait_for_stable_background_work():
+    """Only stable's queued predictions go first: its background work (explanations) is not waited for."""
+    model = SlowModel(delay=0.05)
+    stable = Batcher(model, max_batch=1, low_reserve=64)
+    background = stable.submit([np.zeros((2, 2), np.float32) for _ in range(40)], LOW)  # 2 s of work
+    cand = Batcher(SlowModel(delay=0.0), max_batch=8, yield_to=stable, max_yield_s=10.0)
+    cand.submit([np.zeros((2, 2), np.float32)])[0].result(timeout=5)
+    assert len(model.calls) < 20  # answered with most of the background work still queued
+    for f in background:
         f.result(timeout=10)
     stable.close()
     cand.close()

@@ -13,6 +13,10 @@ NEG_FLAG = $(if $(wildcard $(NEGATIVES)),--negatives $(NEGATIVES))
 # trains them as an extra "other" output, and adds generated images of no class (noise, flat colours,
 # gradients, filled shapes) to them.
 NEG_SHARE ?= 0.3
+# Negative kinds held out whole (never trained on) so the report and the bench judge "neither" on kinds the
+# model never saw; UNSEEN=0 trains on every kind. UNSEEN_SEED picks another fold of kinds.
+UNSEEN ?= 10
+UNSEEN_SEED ?= 1337
 SYNTHETIC ?= 1200
 TRAIN_FLAGS := --epochs 15 --warmup-epochs 1 --learning-rate 5e-4 --bn-momentum 0.9 --verbose 2
 PORT ?= 8000
@@ -80,6 +84,7 @@ demo: demo-model
 train: install
 	$(BIN)/python -m training train --data-dir $(or $(DATA),$(SHARED)/train) --data-dir $(EXTRA) \
 		--val-dir $(SHARED)/validation $(NEG_FLAG) $(if $(NEG_FLAG),--negatives-share $(NEG_SHARE)) \
+		$(if $(NEG_FLAG),--unseen-kinds $(UNSEEN) --unseen-seed $(UNSEEN_SEED)) \
 		--synthetic-negatives $(SYNTHETIC) --model-store $(MODEL_STORE) $(TRAIN_FLAGS) \
 		$(if $(BUDGET),--time-budget $(BUDGET)) $(if $(RESUME),--resume)
 

@@ -1,5 +1,6 @@
 """Fit and measure a version's abstain threshold (model_store.ood): validation photos against held-out
-negatives (kinds the version trained on, photos it did not) and synthetic images (kinds it never saw).
+negatives (kinds the version trained on, photos it did not), unseen kinds (negative kinds held out whole,
+`train --unseen-kinds`) and synthetic images.
 
 The threshold is fitted once, on the float reference (the Keras model), so that `abstain_rate` of the
 validation photos abstain; every exported runtime is then measured with that same threshold and its
@@ -33,17 +34,28 @@ class OodSets:
     val_labels: np.ndarray
     heldout: dict[str, np.ndarray] = field(default_factory=dict)
     synthetic: dict[str, np.ndarray] = field(default_factory=dict)
+    unseen: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def groups(self) -> dict[str, dict[str, np.ndarray]]:
+        """The out-of-distribution images by group, in the order figures and reports list them."""
+        return {"heldout": self.heldout, "unseen": self.unseen, "synthetic": self.synthetic}
+
+
+GROUPS = ("heldout", "unseen", "synthetic")
+
+
+def _load(files_by_kind: dict[str, list[str]], class_names: list[str]) -> dict[str, np.ndarray]:
+    return {kind: cache.load_cached([(f, negatives.NEGATIVE) for f in files], class_names,
+                                    cache.default_cache_dir()).images for kind, files in files_by_kind.items()}
 
 
 def load_sets(val_images: np.ndarray, val_labels: np.ndarray, negative_dirs: list[str], holdout: float,
-              seed: int, class_names: list[str]) -> OodSets:
-    """The held-out part of every negative kind (the same split train made) and the synthetic kinds."""
-    _, held = negatives.split(negative_dirs, holdout, seed)
-    heldout = {}
-    for kind, files in held.items():
-        loaded = cache.load_cached([(f, negatives.NEGATIVE) for f in files], class_names, cache.default_cache_dir())
-        heldout[kind] = loaded.images
-    return OodSets(val_images, val_labels, heldout, synthetic.all_kinds(SYNTHETIC_PER_KIND, seed))
+              seed: int, class_names: list[str], unseen: list[str] = ()) -> OodSets:
+    """The held-out part of every seen negative kind (the same split train made), every photo of the unseen
+    kinds, and the synthetic kinds."""
+    _, held = negatives.split(negative_dirs, holdout, seed, list(unseen))
+    return OodSets(val_images, val_labels, _load(held, class_names), synthetic.all_kinds(SYNTHETIC_PER_KIND, seed),
+                   _load(negatives.unseen_files(negative_dirs, list(unseen)), class_names))
 
 
 def _probs(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -55,8 +67,8 @@ def scores_of(predict: Callable[[np.ndarray], np.ndarray], sets: OodSets, method
     """{"val": (probs, scores), "heldout": {kind: scores}, "synthetic": {kind: scores}} for one runtime."""
     val_probs = _probs(predict, sets.val_images)
     return {"val": (val_probs, ood.scores(val_probs, method)),
-            "heldout": {k: ood.scores(_probs(predict, v), method) for k, v in sets.heldout.items()},
-            "synthetic": {k: ood.scores(_probs(predict, v), method) for k, v in sets.synthetic.items()}}
+            **{group: {k: ood.scores(_probs(predict, v), method) for k, v in kinds.items()}
+               for group, kinds in sets.groups().items()}}
 
 
 def _kind_figures(val_scores: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
@@ -71,17 +83,25 @@ def figures(found: dict, labels: np.ndarray, threshold: float) -> dict:
     abstained = ood.abstains(val_scores, threshold)
     answered = ~abstained
     correct = probs.argmax(axis=1) == labels
-    return {
+    out = {
         "validation": {"images": int(len(labels)), "abstain_rate": round(float(abstained.mean()), 4),
                        "accuracy_answered": round(float(correct[answered].mean()), 4) if answered.any() else None,
                        "accuracy_all": round(float(correct.mean()), 4)},
-        "heldout": {k: _kind_figures(val_scores, s, threshold) for k, s in found["heldout"].items()},
-        "synthetic": {k: _kind_figures(val_scores, s, threshold) for k, s in found["synthetic"].items()},
+        **{group: {k: _kind_figures(val_scores, s, threshold) for k, s in found.get(group, {}).items()}
+           for group in GROUPS},
     }
+    if out["unseen"]:  # the figure that says most about the next kind a user uploads
+        kinds = list(out["unseen"].values())
+        out["unseen_mean"] = {"kinds": len(kinds),
+                              "auroc": round(float(np.mean([k["auroc"] for k in kinds])), 4),
+                              "abstain_rate": round(float(np.mean([k["abstain_rate"] for k in kinds])), 4),
+                              "worst_auroc": round(float(min(k["auroc"] for k in kinds)), 4),
+                              "worst_abstain_rate": round(float(min(k["abstain_rate"] for k in kinds)), 4)}
+    return out
 
 
 def _decisions(found: dict, threshold: float) -> np.ndarray:
-    parts = [found["val"][1], *found["heldout"].values(), *found["synthetic"].values()]
+    parts = [found["val"][1], *(s for group in GROUPS for s in found.get(group, {}).values())]
     return ood.abstains(np.concatenate(parts), threshold)
 
 
@@ -108,6 +128,7 @@ def calibrate(reference: Callable[[np.ndarray], np.ndarray], others: dict[str, C
             "val_abstain_rate": fig["validation"]["abstain_rate"],
             "heldout_abstain_rate": _pooled_rate(fig, "heldout"),
             "synthetic_abstain_rate": _pooled_rate(fig, "synthetic"),
+            "unseen_abstain_rate": _pooled_rate(fig, "unseen"),
             "decision_agreement": round(float((_decisions(found, threshold) == ref_decisions).mean()), 4),
         }
     return meta, per_runtime, ref
@@ -117,9 +138,12 @@ def summary(meta: dict) -> str:
     """One console line of a version's abstain figures."""
     v = meta["validation"]
     kinds = "; ".join(f"{k} {f['abstain_rate']:.1%} (AUROC {f['auroc']:.3f})"
-                      for group in ("heldout", "synthetic") for k, f in meta[group].items())
+                      for group in GROUPS for k, f in meta.get(group, {}).items())
+    mean = meta.get("unseen_mean")
+    unseen = (f"; unseen kinds (never trained on): mean AUROC {mean['auroc']:.3f}, mean abstained "
+              f"{mean['abstain_rate']:.1%}" if mean else "")
     return (f"abstain threshold {meta['threshold']:.4f}: validation abstains {v['abstain_rate']:.1%}, "
-            f"accuracy on the answered {v['accuracy_answered']}; {kinds}")
+            f"accuracy on the answered {v['accuracy_answered']}; {kinds}{unseen}")
 
 
 def sets_for(metadata: dict, val_images: np.ndarray, val_labels: np.ndarray,
@@ -136,7 +160,7 @@ def sets_for(metadata: dict, val_images: np.ndarray, val_labels: np.ndarray,
     seed = int((metadata.get("hyperparameters") or {}).get("seed", 1337))
     if dirs == trained:
         return load_sets(val_images, val_labels, dirs, float(ds.get("negatives_holdout") or negatives.HOLDOUT),
-                         seed, list(metadata["class_names"]))
+                         seed, list(metadata["class_names"]), list(ds.get("negatives_unseen") or []))
     sets = load_sets(val_images, val_labels, [], 0.0, seed, list(metadata["class_names"]))
     for kind, files in negatives.kinds(dirs).items():  # never trained on: every photo measures
         pairs = [(f, negatives.NEGATIVE) for f in files]

@@ -84,6 +84,7 @@ def metadata(args, train_set, val_set, summary: dict, seconds: float, strategy) 
             "skipped_unreadable": len(train_set.skipped) + len(val_set.skipped),
             "negatives": [str(d) for d in args.negatives or []],
             "negatives_holdout": args.negatives_holdout if args.negatives else None,
+            "negatives_unseen": list(getattr(args, "unseen_names", None) or []),
             "negatives_share": args.negatives_share if args.negatives else None,
             "negatives_trained": int((train_set.labels < 0).sum()),
             "negatives_target": (args.negatives_target if args.negatives else None),

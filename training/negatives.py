@@ -34,15 +34,45 @@ def kinds(dirs: list[str | os.PathLike]) -> dict[str, list[str]]:
     return out
 
 
-def split(dirs: list[str | os.PathLike], holdout: float = HOLDOUT, seed: int = 1337
+def pick_unseen(dirs: list[str | os.PathLike], spec: str | None, seed: int = 1337) -> list[str]:
+    """The kinds held out whole (never trained on, to judge "neither" on kinds the model never saw): spec is
+    a count N (N kinds drawn with the seed) or comma-separated kind names; None or "0" holds out none."""
+    if not spec or spec.strip() == "0":
+        return []
+    found = sorted(kinds(dirs))
+    spec = spec.strip()
+    if spec.isdigit():
+        n = int(spec)
+        if n >= len(found):
+            raise ValueError(f"--unseen-kinds {n}: the negatives have only {len(found)} kinds; keep some to train on")
+        return sorted(random.Random(f"{seed}:unseen").sample(found, n))
+    names = sorted({name.strip() for name in spec.split(",") if name.strip()})
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise ValueError(f"--unseen-kinds: no negative kind named {', '.join(missing)} (kinds: {', '.join(found)})")
+    if len(names) >= len(found):
+        raise ValueError("--unseen-kinds names every negative kind; keep some to train on")
+    return names
+
+
+def unseen_files(dirs: list[str | os.PathLike], names: list[str]) -> dict[str, list[str]]:
+    """Every photo of each unseen kind (none of them was trained on)."""
+    found = kinds(dirs)
+    return {name: found[name] for name in names if name in found}
+
+
+def split(dirs: list[str | os.PathLike], holdout: float = HOLDOUT, seed: int = 1337, unseen: list[str] = ()
           ) -> tuple[list[tuple[str, int]], dict[str, list[str]]]:
-    """(training pairs labelled NEGATIVE, held-out files per kind): the same split for the same files and
-    seed, so training, calibration and the report agree on what was never trained on."""
+    """(training pairs labelled NEGATIVE, held-out files per seen kind): the same split for the same files and
+    seed, so training, calibration and the report agree on what was never trained on. Kinds in `unseen`
+    are in neither (unseen_files lists them)."""
     if not 0.0 <= holdout < 1.0:
         raise ValueError("negatives hold-out fraction must be in [0, 1)")
     train: list[tuple[str, int]] = []
     held: dict[str, list[str]] = {}
     for kind, files in kinds(dirs).items():
+        if kind in unseen:
+            continue
         group = sorted(files)
         random.Random(f"{seed}:{kind}").shuffle(group)
         n_held = round(len(group) * holdout)

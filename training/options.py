@@ -51,6 +51,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--negatives-holdout", {"type": float, "default": negatives.HOLDOUT, "help": "fraction of each "
                                    "negative kind kept out of training to calibrate and report on"},
            recorded=False),
+    Option("--unseen-kinds", {"metavar": "N|NAMES", "help": "hold out whole negative kinds, never trained on, "
+                              "to judge 'neither' on kinds the model never saw: a count drawn with --unseen-seed, "
+                              "or comma-separated kind names"}),
+    Option("--unseen-seed", {"type": int, "help": "seed of the --unseen-kinds draw (default: --seed); one "
+                             "seed per fold"}),
     Option("--negatives-share", {"type": float, "metavar": "FRACTION", "help": "share of every epoch drawn from "
                                  "the negatives (repeating them as needed); default: their natural proportion"},
            recorded=False),
@@ -58,7 +63,7 @@ OPTIONS: tuple[Option, ...] = (
                                   "train towards: an extra 'other' output (default) or the uniform distribution "
                                   "over the classes"}, recorded=False),
 )
-NEGATIVE_OPTIONS = ("negatives_holdout", "negatives_share", "negatives_target")
+NEGATIVE_OPTIONS = ("negatives_holdout", "negatives_share", "negatives_target", "unseen_kinds", "unseen_seed")
 
 
 def add_to(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +85,9 @@ def identity(args: argparse.Namespace, replicas: int) -> dict:
             out["negatives_share"] = args.negatives_share
         if args.negatives_target == "other":
             out["negatives_target"] = "other"
+        if args.unseen_kinds and args.unseen_kinds.strip() != "0":
+            out["unseen_kinds"] = args.unseen_kinds
+            out["unseen_seed"] = args.unseen_seed
     if out["time_budget"] is None:
         del out["time_budget"]  # runs begun before the flag existed keep their folder (and resume)
     if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)

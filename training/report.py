@@ -101,21 +101,31 @@ def _abstain(model, metadata: dict, image_set: data.ImageSet, raw: dict | None) 
         if sets is None:
             return ""
         raw = abstain.scores_of(lambda x: predict_arrays(model, x), sets)
-    others = {f"{k} (held out)": s for k, s in raw["heldout"].items()} | dict(raw["synthetic"])
+    others = ({f"{k} (held out)": s for k, s in raw["heldout"].items()}
+              | {f"{k} (unseen)": s for k, s in raw.get("unseen", {}).items()} | dict(raw["synthetic"]))
     fig = _img(_png(lambda f: plots.ood_histograms(raw["val"][1], others, meta["threshold"], f)), "OOD scores")
     v = meta["validation"]
     rows = [["validation photos", v["images"], f"{v['abstain_rate']:.1%}", "-"]]
     rows += [[f"{k} ({group})", f["images"], f"{f['abstain_rate']:.1%}", f"{f['auroc']:.3f}"]
-             for group in ("heldout", "synthetic") for k, f in meta[group].items()]
-    runtime_rows = [[n, f"{r['ood']['val_abstain_rate']:.1%}", f"{r['ood']['heldout_abstain_rate']:.1%}",
-                     f"{r['ood']['synthetic_abstain_rate']:.1%}", f"{r['ood']['decision_agreement']:.2%}"]
+             for group in abstain.GROUPS for k, f in meta.get(group, {}).items()]
+    if meta.get("unseen_mean"):
+        m = meta["unseen_mean"]
+        rows.append([f"mean over {m['kinds']} unseen kinds", "-", f"{m['abstain_rate']:.1%}", f"{m['auroc']:.3f}"])
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    runtime_rows = [[n, pct(r['ood']['val_abstain_rate']), pct(r['ood']['heldout_abstain_rate']),
+                     pct(r['ood'].get('unseen_abstain_rate')), pct(r['ood']['synthetic_abstain_rate']),
+                     f"{r['ood']['decision_agreement']:.2%}"]
                     for n, r in (metadata.get("runtimes") or {}).items() if isinstance(r, dict) and r.get("ood")]
     return (f"<h2>Abstaining (\"unknown\")</h2><p class=muted>Score {html.escape(meta['method'])}, threshold "
             f"{meta['threshold']:.4f}, fitted to abstain on {meta['target_abstain_rate']:.0%} of the validation "
             f"photos; accuracy on the answered ones {v['accuracy_answered']}. Held out: photos of kinds trained "
-            f"on as negatives, never trained on themselves; synthetic: kinds never seen.</p>"
+            f"on as negatives, never trained on themselves; unseen: kinds held out whole, never trained on (the "
+            f"figures that say most about a new kind); synthetic: generated images.</p>"
             f"{_rows(rows, ['set', 'images', 'abstained', 'AUROC'])}"
-            + (_rows(runtime_rows, ["runtime", "validation", "held out", "synthetic", "same decision"])
+            + (_rows(runtime_rows, ["runtime", "validation", "held out", "unseen", "synthetic", "same decision"])
                if runtime_rows else "") + f"<div class=figs>{fig}</div>")
 
 

@@ -13,7 +13,7 @@ from app.disconnect import client_gone_check
 from app.errors import ApiError
 from app.model_service import Classified, ClientGoneError, VersionNotServedError, get_service
 from app.rollout import PROMOTED, REJECTED
-from model_store import MODEL_NAME, ood
+from model_store import MODEL_NAME
 
 
 def check_model(name: str, version: str | None = None) -> int | None:
@@ -57,18 +57,14 @@ def classify(arrays: list[np.ndarray], priority: int = HIGH, version: int | None
 
 
 def prediction(result: Classified, index: int) -> dict:
-    """{"label", "confidence", "probabilities", "model_version", "ood_score", "abstained"} for one image;
-    an abstained answer's label is "unknown" (confidence and probabilities stay the trained classes')."""
+    """{"label", "state", "confidence", "looks_like", "probabilities", "model_version", "ood_score",
+    "abstained"} for one image (model_store.decision); a "neither" answer's label is "unknown" (confidence,
+    looks_like and probabilities still say what it looked most like)."""
     probs = result.probabilities[index]
-    top = int(np.argmax(probs))
-    abstained = bool(result.abstained[index])
     return {
-        "label": ood.UNKNOWN_LABEL if abstained else result.class_names[top],
-        "confidence": float(probs[top]),
+        **result.decisions[index].as_dict(),
         "probabilities": {name: float(p) for name, p in zip(result.class_names, probs, strict=False)},
         "model_version": str(result.version),
-        "ood_score": float(result.ood_scores[index]),
-        "abstained": abstained,
     }
 
 

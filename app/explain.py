@@ -59,7 +59,7 @@ def _occlusion(image: np.ndarray) -> tuple[Classified, np.ndarray]:
     result = classify([image, *batch], priority=LOW)
     probs = result.probabilities
     heat = explain.occlusion_map(probs[0], probs[1:], boxes, int(np.argmax(probs[0])), image.shape[:2])
-    return Classified(result.version, result.class_names, probs[:1], result.threshold), heat
+    return Classified(result.version, probs[:1], result.policy), heat
 
 
 def _gradcam(image: np.ndarray) -> tuple[Classified, np.ndarray]:

@@ -15,8 +15,8 @@ import numpy as np
 import model_store
 from app import metrics
 from app.batching import HIGH, Batcher, OverloadedError
-from app.predictor import abstain_threshold
-from model_store import ood
+from app.predictor import policy_of
+from model_store import decision
 
 if TYPE_CHECKING:
     from app.model_service import ModelService
@@ -32,23 +32,41 @@ class VersionNotServedError(LookupError):
 
 @dataclass
 class Classified:
-    """Probabilities for a list of images, the version that produced them and its abstain threshold."""
+    """Probabilities for a list of images, the version that produced them and its answer policy."""
 
     version: int
-    class_names: list[str]
     probabilities: np.ndarray
-    threshold: float | None = None
-    method: str = ood.METHOD  # the version's OOD score (model_store.ood.method_of)
+    policy: decision.Policy
+
+    @property
+    def class_names(self) -> list[str]:
+        """The version's classes, in output order."""
+        return list(self.policy.class_names)
+
+    @property
+    def threshold(self) -> float | None:
+        """The OOD score above which an image is answered "neither" (None: never)."""
+        return self.policy.threshold
+
+    @cached_property
+    def decisions(self) -> list[decision.Decision]:
+        """Each image's answer (model_store.decision, the rule every consumer shares)."""
+        return decision.decide(self.probabilities, self.policy)
 
     @cached_property
     def ood_scores(self) -> np.ndarray:
         """OOD score per image (model_store.ood)."""
-        return ood.scores(self.probabilities, self.method)
+        return np.array([d.score for d in self.decisions], dtype=np.float32)
 
     @cached_property
     def abstained(self) -> np.ndarray:
         """True for the images answered "unknown"."""
-        return ood.abstains(self.ood_scores, self.threshold)
+        return np.array([d.abstained for d in self.decisions], dtype=bool)
+
+    @cached_property
+    def states(self) -> list[str]:
+        """"sure", "not_sure" or "neither" per image."""
+        return [d.state for d in self.decisions]
 
 
 class Gateway:
@@ -98,19 +116,15 @@ class Gateway:
             # A hot swap landed between two images of one request: redo it whole on one version.
             return self.classify(images, client_gone, priority)
         served = versions.pop()
-        metadata, threshold = self._answering(served)
-        return Classified(served, list(metadata["class_names"]), np.stack([row for _, row in results]), threshold,
-                          ood.method_of(metadata))
+        return Classified(served, np.stack([row for _, row in results]), self._answering(served))
 
-    def _answering(self, version: int) -> tuple[dict, float | None]:
-        """Metadata and abstain threshold of the version that answered (stable, the candidate, or one just
-        swapped out)."""
+    def _answering(self, version: int) -> decision.Policy:
+        """The answer policy of the version that answered (stable, the candidate, or one just swapped out)."""
         current, cand = self.service.predictor, self.service.rollouts.candidate
         if current.version == version:
-            return current.metadata, current.abstain_threshold
+            return current.policy
         if cand is not None and cand.version == version and cand.predictor is not None:
-            return cand.predictor.metadata, cand.predictor.abstain_threshold
+            return cand.predictor.policy
         config = self.service.config
         metadata = model_store.read_metadata(self.service.local_store, version)
-        return metadata, abstain_threshold(metadata, str(config.get("ABSTAIN") or "on"),
-                                           config.get("ABSTAIN_THRESHOLD"))
+        return policy_of(metadata, str(config.get("ABSTAIN") or "on"), config.get("ABSTAIN_THRESHOLD"))

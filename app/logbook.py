@@ -51,6 +51,7 @@ class Logbook:
                       "model_version": answer["model_version"], "runtime": runtime,
                       "label": answer["label"], "probabilities": answer["probabilities"],
                       "ood_score": answer.get("ood_score"), "abstained": answer.get("abstained"),
+                      "state": answer.get("state"),
                       "latency_ms": round(latency_ms, 2)}
             kept.append(self.writer.submit(record, data))
         if any(kept):

@@ -45,9 +45,9 @@ def v2_request(max_images: int, with_outputs: bool = False, methods: list[str] |
                           "description": "[number of images]; must equal len(data)"},
                 "data": {"type": "array", "minItems": 1, "maxItems": max_images, "items": B64}}}}}
     if with_outputs:
-        props["outputs"] = {"type": "array", "maxItems": 2, "items": {
+        props["outputs"] = {"type": "array", "maxItems": 3, "items": {
             "type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "enum": ["probabilities", "ood_score"]},
+                "name": {"type": "string", "enum": ["probabilities", "ood_score", "state"]},
                 "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}
     if methods:
         props["parameters"] = {"type": "object", "properties": {"method": {"type": "string", "enum": methods}}}
@@ -55,11 +55,16 @@ def v2_request(max_images: int, with_outputs: bool = False, methods: list[str] |
 
 
 ABSTAIN_PROPS = {
+    "state": {"type": "string", "enum": ["sure", "not_sure", "neither"],
+              "description": 'sure: a confident answer; not_sure: an answer (the most likely class) flagged as '
+                             'doubtful; neither: none of the classes (label "unknown")'},
+    "looks_like": {"type": "string", "description": "the most likely class, whatever the state"},
     "ood_score": {"type": "number", "minimum": 0, "maximum": 1,
-                  "description": "higher = less like the trained classes (1 - top probability, rescaled)"},
-    "abstained": {"type": "boolean", "description": "ood_score is above the version's threshold: label is "
-                                                    '"unknown"; the class probabilities stay'},
+                  "description": "higher = less like the trained classes (the version's ood.method)"},
+    "abstained": {"type": "boolean", "description": 'state is "neither": ood_score is above the version\'s '
+                                                    'threshold, label is "unknown"; the class probabilities stay'},
 }
+ANSWER_REQUIRED = ["label", "state", "confidence", "looks_like", "ood_score", "abstained"]
 
 REQUEST_ID = {"type": "string", "description": "the request's id (its X-Request-ID when that was a plain token "
                                              "of up to 128 characters); POST /feedback refers to it"}
@@ -69,8 +74,7 @@ MAX_IMAGES = int(settings.BY_NAME["MAX_IMAGES_PER_REQUEST"].default)  # the defa
 SCHEMAS = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "Prediction": {
-        "type": "object", "required": ["label", "confidence", "probabilities", "model_version", "ood_score",
-                                       "abstained"],
+        "type": "object", "required": [*ANSWER_REQUIRED, "probabilities", "model_version"],
         "properties": {
             "label": {"type": "string", "description": 'a class name, or "unknown" when abstained'},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1,
@@ -101,14 +105,17 @@ SCHEMAS = {
             {"type": "object", "required": ["image_bytes"], "properties": {"image_bytes": {
                 "type": "object", "required": ["b64"], "properties": {"b64": B64}}}}]}}}},
     "TFPredictResponse": {"type": "object", "required": ["predictions"], "properties": {
-        "predictions": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}},
+        "predictions": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "answers": {"type": "array", "description": "per instance, the answer every route gives", "items": {
+            "type": "object", "required": ANSWER_REQUIRED, "properties": {
+                "label": {"type": "string"}, "confidence": {"type": "number"}, **ABSTAIN_PROPS}}}}},
     "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
         "name": {"type": "string"}, "datatype": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"}}},
     "V2InferRequest": v2_request(MAX_IMAGES, with_outputs=True),
     "Explanation": {
-        "type": "object", "required": ["label", "confidence", "probabilities", "model_version", "ood_score",
-                                       "abstained", "method", "heatmap", "overlay_png"],
+        "type": "object", "required": [*ANSWER_REQUIRED, "probabilities", "model_version", "method",
+                                       "heatmap", "overlay_png"],
         "properties": {
             "label": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
             "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},

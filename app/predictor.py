@@ -11,7 +11,7 @@ import numpy as np
 
 import model_store
 import runtimes
-from model_store import ood
+from model_store import decision, ood
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,16 @@ class Predictor:
     max_batch: int
     warmup_seconds: float = 0.0
     tta: str = "none"
-    abstain_threshold: float | None = None  # OOD score above which answers are "unknown" (None: never)
+    policy: decision.Policy | None = None  # how its outputs become answers (model_store.decision)
+
+    def __post_init__(self):
+        if self.policy is None:
+            self.policy = decision.Policy.of(self.metadata)
+
+    @property
+    def abstain_threshold(self) -> float | None:
+        """OOD score above which answers are "unknown" (None: never)."""
+        return self.policy.threshold
 
     @property
     def display_names(self) -> dict[str, str]:
@@ -79,6 +88,11 @@ def abstain_threshold(metadata: dict, abstain: str = "on", override: float | Non
     return float(override) if override is not None else ood.threshold_of(metadata)
 
 
+def policy_of(metadata: dict, abstain: str = "on", override: float | None = None) -> decision.Policy:
+    """The answer policy a version serves with (ABSTAIN, ABSTAIN_THRESHOLD, else its fitted thresholds)."""
+    return decision.Policy.of(metadata, override, abstain != "off")
+
+
 def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
                    runtime: str = "auto", abstain: str = "on", threshold: float | None = None) -> Predictor:
     """Load one version with the chosen runtime (MODEL_RUNTIME), check it against its metadata, warm it."""
@@ -107,7 +121,7 @@ def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
         log.warning("model version %s was trained with other preprocessing (%s differ): retrain for the "
                     "accuracy in its metadata to hold", version, ", ".join(changed))
     predictor = Predictor(version, metadata, class_names, model, max_batch, tta=model_store.tta.check_mode(tta),
-                          abstain_threshold=abstain_threshold(metadata, abstain, threshold))
+                          policy=policy_of(metadata, abstain, threshold))
     started = time.monotonic()
     sizes = warmup_sizes(max_batch)
     for size in sizes:

@@ -19,7 +19,7 @@ from app import metrics
 from app.batching import LOW, Batcher, OverloadedError
 from app.predictor import ModelLoadError
 from app.rollout import PROMOTED, REJECTED, Bounds, Candidate, accuracy_gate, bucket
-from model_store import ood, version_labels
+from model_store import decision, version_labels
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,8 @@ class RolloutManager:
             except Exception:  # noqa: BLE001 - any failure of the candidate is an error sample, never the user's
                 state = cand.record("shadow", True, latency)
             else:
-                labels, abstained = decide(predictor.abstain_threshold, predictor.class_names, rows,
-                                           ood.method_of(predictor.metadata))
+                answers = decision.decide(np.stack(rows), predictor.policy)
+                labels, abstained = [a.label for a in answers], [a.abstained for a in answers]
                 agreed = [a == b for a, b in zip(labels, stable_labels, strict=True)]
                 state = cand.record("shadow", False, latency, abstained, agreed, stable_abstained)
             if state in (REJECTED, PROMOTED):
@@ -217,13 +217,4 @@ class RolloutManager:
                 "shadow_percent": self.shadow_percent, "canary_percent": self.canary_percent,
                 "candidate": cand.summary() if cand is not None else None}
 
-
-def decide(threshold: float | None, class_names: list[str], rows, method: str = ood.METHOD
-           ) -> tuple[list[str], list[bool]]:
-    """Served labels ("unknown" when abstained) and abstain flags for probability rows."""
-    probs = np.stack(rows)
-    abstained = ood.abstains(ood.scores(probs, method), threshold)
-    labels = [ood.UNKNOWN_LABEL if a else class_names[int(np.argmax(p))]
-              for p, a in zip(probs, abstained, strict=True)]
-    return labels, [bool(a) for a in abstained]
 

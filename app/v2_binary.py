@@ -75,6 +75,16 @@ def requested_outputs(body: dict, names: tuple[str, ...]) -> dict[str, bool]:
     return wanted or dict.fromkeys(names, default)
 
 
+def bytes_tensor(values: list[str]) -> bytes:
+    """A BYTES tensor in the binary extension's layout: each element a 4-byte little-endian length, then
+    its UTF-8 bytes."""
+    out = b""
+    for value in values:
+        raw = value.encode()
+        out += len(raw).to_bytes(4, "little") + raw
+    return out
+
+
 def fp32_bytes(array: np.ndarray) -> bytes:
     """Row-major little-endian float32 bytes of a tensor."""
     return np.ascontiguousarray(array, dtype="<f4").tobytes()

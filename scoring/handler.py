@@ -11,7 +11,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 import model_store
 import runtimes
-from model_store import ood
+from model_store import decision
 
 
 class LoadedVersion:
@@ -28,8 +28,7 @@ class LoadedVersion:
         self.runtime = runtimes.load(model_store.version_dir(local, self.version), self.metadata, self.runtime_name,
                                      threads)
         self.class_names = list(self.metadata["class_names"])
-        self.threshold = ood.threshold_of(self.metadata)
-        self.ood_method = ood.method_of(self.metadata)
+        self.policy = decision.Policy.of(self.metadata)
 
 
 class RuntimeModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedVersion]):
@@ -63,12 +62,8 @@ class RuntimeModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedVersi
 
 
 def answer(probs: np.ndarray, model: LoadedVersion) -> dict:
-    """What /predict answers for one image (label "unknown" when abstained), plus the runtime."""
-    score = float(ood.scores(probs[None], model.ood_method)[0])
-    abstained = bool(ood.abstains(np.array([score]), model.threshold)[0])
-    top = int(np.argmax(probs))
-    return {"label": ood.UNKNOWN_LABEL if abstained else model.class_names[top],
-            "confidence": float(probs[top]),
+    """What /predict answers for one image (model_store.decision: label "unknown" when "neither"), plus the
+    runtime."""
+    return {**decision.decide(probs[None], model.policy)[0].as_dict(),
             "probabilities": {n: float(p) for n, p in zip(model.class_names, probs, strict=True)},
-            "model_version": str(model.version), "runtime": model.runtime_name,
-            "ood_score": score, "abstained": abstained}
+            "model_version": str(model.version), "runtime": model.runtime_name}

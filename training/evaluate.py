@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_store import TTA_MODES, InvalidImageError, load_image_file, ood
+from model_store import TTA_MODES, InvalidImageError, decision, load_image_file
 from training import data, plots
 from training.inference import load_version, predict_arrays
 
@@ -72,13 +72,11 @@ def predict(args: argparse.Namespace) -> int:
             print(f"{path}: error: {exc}")
             failed += 1
     probs = predict_arrays(model, np.stack(arrays)) if arrays else np.zeros((0, len(class_names)))
-    scores = ood.scores(probs, ood.method_of(meta))
-    abstained = ood.abstains(scores, ood.threshold_of(meta))  # the server's decision, from the same module
-    for path, row, score, unknown in zip(names, probs, scores, abstained, strict=False):
-        top = int(row.argmax())
+    answers = decision.decide(probs, decision.Policy.of(meta))  # the server's rule, from the same module
+    for path, row, answer in zip(names, probs, answers, strict=False):
         detail = ", ".join(f"{n}={p:.4f}" for n, p in zip(class_names, row, strict=False))
-        label = ood.UNKNOWN_LABEL if unknown else class_names[top]
-        print(f"{path}: {label} ({row[top]:.4f})  [{detail}, ood_score={score:.4f}]  model v{version}")
+        print(f"{path}: {answer.label} [{answer.state}] ({answer.confidence:.4f})  [{detail}, "
+              f"ood_score={answer.score:.4f}]  model v{version}")
     return 1 if failed else 0
 
 

@@ -73,8 +73,8 @@ def _instance_bytes(instance: object, i: int) -> bytes:
 @bp.post("/<model:name>/versions/<version>:predict")
 @bp.post("/<model:name>/labels/<label>:predict")
 def predict(name: str, version: str | None = None, label: str | None = None):
-    """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...]}; a version or label picks
-    the served version (MODEL_VERSIONS=labels)."""
+    """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...], "answers": [{label, state, ...}]};
+    a version or label picks the served version (MODEL_VERSIONS=labels)."""
     if label is not None:
         version = _labelled(name, label)
     served = check_model(name, version)
@@ -86,7 +86,10 @@ def predict(name: str, version: str | None = None, label: str | None = None):
     items = [(None, _instance_bytes(inst, i)) for i, inst in enumerate(instances)]
     result = classify(decode_all(items), version=served)
     # TF Serving's body has no version field: the header names the version that answered.
-    return jsonify(predictions=result.probabilities.astype(float).tolist()), {"X-Model-Version": str(result.version)}
+    # "answers" (the decision every route shares) sits beside TF Serving's own "predictions", which clients read.
+    answers = [d.as_dict() for d in result.decisions]
+    return (jsonify(predictions=result.probabilities.astype(float).tolist(), answers=answers),
+            {"X-Model-Version": str(result.version)})
 
 
 def _labelled(name: str, label: str) -> str:

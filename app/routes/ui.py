@@ -19,7 +19,7 @@ from app.model_service import get_service
 from app.routes.report import report_exists
 
 bp = Blueprint("ui", __name__)
-LOGGED = ("label", "probabilities", "model_version", "ood_score", "abstained")  # what the log keeps of a card
+LOGGED = ("label", "state", "probabilities", "model_version", "ood_score", "abstained")  # what the log keeps of a card
 
 
 def _thumbnail(arr: np.ndarray) -> str:
@@ -59,8 +59,26 @@ def _result(name: str | None, array: np.ndarray, want_why: bool) -> dict:
         pred, extra = prediction(classify([array]), 0), {}
     names = get_service().predictor.display_names
     bars = sorted(((names.get(k, k), v) for k, v in pred["probabilities"].items()), key=lambda kv: -kv[1])
-    label = neither_text(names) if pred.get("abstained") else names.get(pred["label"], pred["label"])
-    return {"filename": name, "thumbnail": _thumbnail(array), **pred, **extra, "display_label": label, "bars": bars}
+    label, detail = card_text(pred, names)
+    return {"filename": name, "thumbnail": _thumbnail(array), **pred, **extra, "display_label": label,
+            "display_detail": detail, "looks_like_label": names.get(pred["looks_like"], pred["looks_like"]),
+            "bars": bars}
+
+
+def _article(name: str) -> str:
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def card_text(pred: dict, display: dict[str, str]) -> tuple[str, str]:
+    """(headline, detail) of a result card, one per state: "Dog" / "99.1%"; "Not sure: looks most like a
+    cat" / "(54%)"; "This doesn't look like a cat or a dog" / "(looks most like a cat, 12%)"."""
+    looks = display.get(pred["looks_like"], pred["looks_like"])
+    pct = f"{pred['confidence']:.0%}"
+    if pred["state"] == "neither":
+        return neither_text(display), f"(looks most like {_article(looks)}, {pct})"
+    if pred["state"] == "not_sure":
+        return f"Not sure: looks most like {_article(looks)}", f"({pct})"
+    return looks, f"{pred['confidence']:.1%}"
 
 
 @bp.post("/")

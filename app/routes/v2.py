@@ -21,7 +21,8 @@ bp = Blueprint("v2", __name__, url_prefix="/v2")
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 OOD_NAME = "ood_score"  # per image, higher = less like the trained classes (model_store.ood)
-OUTPUTS = (OUTPUT_NAME, OOD_NAME)
+STATE_NAME = "state"  # per image: "sure", "not_sure" or "neither" (model_store.decision)
+OUTPUTS = (OUTPUT_NAME, OOD_NAME, STATE_NAME)
 
 
 
@@ -63,7 +64,8 @@ def model_metadata(name: str, version: str | None = None):
         name=MODEL_NAME, versions=[str(p.version)], platform=runtimes.REGISTRY[p.runtime_name].v2_platform,
         inputs=[{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
         outputs=[{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(p.class_names)]},
-                 {"name": OOD_NAME, "datatype": "FP32", "shape": [-1]}],
+                 {"name": OOD_NAME, "datatype": "FP32", "shape": [-1]},
+                 {"name": STATE_NAME, "datatype": "BYTES", "shape": [-1]}],
         parameters={"class_names": p.class_names, "content": "base64-encoded image files (JPEG, PNG, ...)",
                     "runtime": p.runtime_name, "abstain_threshold": p.abstain_threshold},
     )
@@ -109,7 +111,7 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
 @bp.post("/models/<model:name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
     """BYTES input of image files (base64 JSON or binary extension) -> FP32 probabilities [N, classes] and
-    ood_score [N]."""
+    ood_score [N] and state [N] (BYTES: "sure", "not_sure" or "neither")."""
     served = check_model(name, version)
     head, binary = v2_binary.split_body(request.get_data(cache=False), request.headers.get(v2_binary.HEADER))
     body = json_object(HINT, head)
@@ -120,14 +122,18 @@ def infer(name: str, version: str | None = None):
     tensors = {OUTPUT_NAME: result.probabilities, OOD_NAME: result.ood_scores}
     outputs, tail = [], b""
     for name, as_binary in wanted.items():
-        values = tensors[name]
-        output = {"name": name, "datatype": "FP32", "shape": list(values.shape)}
+        if name == STATE_NAME:
+            output = {"name": name, "datatype": "BYTES", "shape": [len(result.states)]}
+            blob = v2_binary.bytes_tensor(result.states) if as_binary else b""
+        else:
+            values = tensors[name]
+            output = {"name": name, "datatype": "FP32", "shape": list(values.shape)}
+            blob = v2_binary.fp32_bytes(values) if as_binary else b""
         if as_binary:
-            blob = v2_binary.fp32_bytes(values)
             output["parameters"] = {"binary_data_size": len(blob)}
             tail += blob
         else:
-            output["data"] = values.astype(float).ravel().tolist()
+            output["data"] = result.states if name == STATE_NAME else values.astype(float).ravel().tolist()
         outputs.append(output)
     response = {"model_name": MODEL_NAME, "model_version": str(result.version), "outputs": outputs}
     if result.threshold is not None:  # an image abstains ("unknown") when its ood_score is above this

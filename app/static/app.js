@@ -12,6 +12,7 @@
   let display = {};
   try { display = JSON.parse(list.dataset.display || "{}"); } catch (e) { display = {}; }
   const shown = function (label) { return display[label] || label; };
+  const article = function (name) { return ("aeiou".indexOf(name.charAt(0).toLowerCase()) >= 0 ? "an " : "a ") + name; };
 
   // One flow with JavaScript: choosing or dropping photos classifies them at once, so the form's own
   // button and "required" (which would complain about the input emptied after each run) are not needed.
@@ -73,7 +74,8 @@
         overlay.alt = "why: heatmap over " + file.name;
         overlay.src = "data:image/png;base64," + json.overlay_png;
         pics.append(overlay);
-        note.textContent = "Highlighted areas moved the answer (" + shown(json.label) + ") most (" + json.method + ").";
+        note.textContent = "Highlighted areas moved the answer (" + shown(json.looks_like || json.label) + ") most (" +
+          json.method + ").";
         note.hidden = false;
         button.textContent = "Hide why";
       } catch (e) {
@@ -123,10 +125,15 @@
 
   function show(body, data, file) {
     const label = body.querySelector(".label");
-    if (data.abstained) {  // "unknown": say so, with the score; the classes' bars and "Why?" stay
+    const pct = (data.confidence * 100).toFixed(0) + "%";
+    if (data.abstained) {  // "neither": say so, and what it looked most like; the bars and "Why?" stay
       body.parentElement.classList.add("abstained");
       label.textContent = (list.dataset.neither || "This doesn't look like anything the model knows") + " ";
-      label.append(el("span", "", "OOD score " + data.ood_score.toFixed(2)));
+      label.append(el("span", "", "(looks most like " + article(shown(data.looks_like)) + ", " + pct + ")"));
+    } else if (data.state === "not_sure") {  // an answer, but flagged: shown apart from a sure one
+      body.parentElement.classList.add("unsure");
+      label.textContent = "Not sure: looks most like " + article(shown(data.label)) + " ";
+      label.append(el("span", "", "(" + pct + ")"));
     } else {
       label.textContent = shown(data.label) + " ";
       label.append(el("span", "", (data.confidence * 100).toFixed(1) + "%"));

@@ -25,6 +25,9 @@ STATES = (SURE, NOT_SURE, NEITHER)
 # An answer whose top class holds less than this share of the class probability is "not sure" (two classes
 # nearly tied): a version's metadata can set its own (`ood.unsure_confidence`).
 UNSURE_CONFIDENCE = 0.75
+# A version's `ood.unsure_threshold` is fitted so that this share of the validation photos score above it
+# (the fitted `ood.threshold`, abstaining on about 2%, is above it).
+UNSURE_RATE = 0.10
 
 
 @dataclass(frozen=True)

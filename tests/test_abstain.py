@@ -178,7 +178,7 @@ def test_every_runtime_abstains_on_the_known_direction(colour_store, runtime):
         metrics = client.get("/metrics").get_data(as_text=True)
         assert 'abstentions_total{version="1"}' in metrics
         page = client.post("/", data={"image": (io.BytesIO(_jpeg(GREY, 3)), "g.jpg")}).get_data(as_text=True)
-        assert "This doesn&#39;t look like a cat or a dog" in page and "OOD score" in page
+        assert "This doesn&#39;t look like a cat or a dog" in page and "(looks most like a" in page
         why = client.post("/explain", data={"image": (io.BytesIO(_jpeg(GREY, 3)), "g.jpg")})
         assert why.status_code == 200 and why.json["abstained"] is True
     finally:
@@ -204,7 +204,7 @@ def test_v2_lists_and_answers_the_ood_score(colour_store):
     try:
         client = app.test_client()
         meta = client.get("/v2/models/alexnet").json
-        assert [o["name"] for o in meta["outputs"]] == ["probabilities", "ood_score"]
+        assert [o["name"] for o in meta["outputs"]] == ["probabilities", "ood_score", "state"]
         import base64
 
         body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
@@ -282,7 +282,7 @@ def test_page_says_neither_with_the_score_and_why_still_works(colour_store, tmp_
             assert abstained.count() == 1
             text = abstained.locator(".label").inner_text()
             assert text.startswith("This doesn't look like a cat or a dog")
-            assert float(text.rsplit("OOD score", 1)[1]) > 0.9
+            assert "(looks most like a" in text
             assert page.locator(".card:not(.abstained) .label").inner_text().startswith("cat")
             abstained.locator(".why-button").click()
             page.wait_for_selector(".card.abstained .pics img.overlay", timeout=60_000)
@@ -308,6 +308,6 @@ def test_openapi_describes_the_abstain_contract(colour_store):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**answer, "abstained": "yes"}, {**schema, **resolver})
         outputs = schemas["V2InferRequest"]["properties"]["outputs"]["items"]["properties"]["name"]["enum"]
-        assert outputs == ["probabilities", "ood_score"]
+        assert outputs == ["probabilities", "ood_score", "state"]
     finally:
         app.extensions["model_service"].stop()

@@ -101,7 +101,8 @@ def test_v2_api(client, sample_jpeg):
     assert meta["name"] == "alexnet" and meta["versions"] == ["1"]
     assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
     assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
-                               {"name": "ood_score", "datatype": "FP32", "shape": [-1]}]
+                               {"name": "ood_score", "datatype": "FP32", "shape": [-1]},
+                               {"name": "state", "datatype": "BYTES", "shape": [-1]}]
     b64 = base64.b64encode(sample_jpeg).decode()
     req = {"id": "r1", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": [b64, b64]}]}
     body = client.post("/v2/models/alexnet/infer", json=req).json

@@ -15,7 +15,20 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training import calibrate, deletion, download, evaluate, export, feedback, label, publish, report, score, train
+    from training import (
+        calibrate,
+        deletion,
+        download,
+        evaluate,
+        export,
+        feedback,
+        fuse,
+        label,
+        publish,
+        report,
+        score,
+        train,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -30,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     score.add_arguments(sub.add_parser("score", help="label a folder or bucket of photos on Apache Beam "
                                                      "(locally or on Dataflow)"))
     calibrate.add_arguments(sub.add_parser("calibrate", help="fit a version's abstain threshold on its negatives"))
+    fuse.add_arguments(sub.add_parser("ood-head", help="publish a version with the fused OOD head (a feature "
+                                                   "distance in its 'other' output) as a new version"))
     label.add_arguments(sub.add_parser("label", help="set version labels (stable=3 candidate=4) for rollouts"))
     feedback.add_arguments(sub.add_parser("feedback", help="turn verdicts in a prediction log into training data"))
     deletion.add_arguments(sub.add_parser("deletion", help="check heatmaps: grey out their top pixels vs random ones"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from model_store import ood
+from model_store import decision, ood
 from training import cache, negatives, synthetic
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,9 @@ def calibrate(reference: Callable[[np.ndarray], np.ndarray], others: dict[str, C
     """(metadata's `ood`, each runtime's abstain figures, the reference's raw scores for the report)."""
     ref = scores_of(reference, sets, method)
     threshold = ood.fit_threshold(ref["val"][1], abstain_rate)
+    unsure = min(threshold, ood.fit_threshold(ref["val"][1], max(abstain_rate, decision.UNSURE_RATE)))
     meta = {"method": method, "threshold": round(threshold, 6), "target_abstain_rate": abstain_rate,
+            "unsure_threshold": round(unsure, 6), "unsure_rate": decision.UNSURE_RATE,
             **figures(ref, sets.val_labels, threshold)}
     ref_decisions = _decisions(ref, threshold)
     per_runtime = {}
@@ -180,7 +182,8 @@ def apply(folder, keras_model, metadata: dict, sets: OodSets, abstain_rate: floa
               for name, entry in found.items() if name != "tensorflow" and isinstance(entry, dict)}
     meta, per_runtime, raw = calibrate(KerasRuntime(keras_model).predict, others, sets, abstain_rate,
                                        ood.method_of(metadata))
-    out = {**metadata, "ood": meta}
+    head = (metadata.get("ood") or {}).get("head")  # the fused head's description stays with its version
+    out = {**metadata, "ood": {**meta, **({"head": head} if head else {})}}
     if found:
         out["runtimes"] = {name: {**entry, **({"ood": per_runtime[name]} if name in per_runtime else {})}
                            for name, entry in found.items()}

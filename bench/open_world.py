@@ -2,9 +2,10 @@
 
 Starts gunicorn on a store's newest version (default configuration: `auto` runtime, the version's own
 threshold), uploads every validation photo and every photo of the version's unseen kinds (`train
---unseen-kinds`), one upload per photo as users send them, and from the answers alone (`state`, `ood_score`, `label`) reports:
-validation abstain rate and accuracy on the answered photos; per unseen kind the share answered "neither",
-"not sure" and the AUROC of `ood_score` against the validation photos; and the mean over unseen kinds.
+--unseen-kinds`), one upload per photo as users send them, and from the answers alone (`state`,
+`ood_score`, `looks_like`) reports: validation abstain rate and accuracy on the answered photos; per unseen
+kind the share answered "neither" and "not sure" and the AUROC of `ood_score` against the validation
+photos; and the mean over unseen kinds.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def test_curl_form_upload(live_server, tmp_path, sample_jpeg):
                          capture_output=True, text=True, timeout=60, check=True).stdout
     body = json.loads(out)
     assert set(body) == {"label", "confidence", "probabilities", "model_version", "ood_score", "abstained",
-                         "request_id"}
+                         "state", "looks_like", "request_id"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -39,6 +39,7 @@ COPY runtimes/ runtimes/
 COPY settings/ settings/
 COPY explain/ explain/
 COPY prediction_log/ prediction_log/
+COPY api_keys/ api_keys/
 COPY wsgi.py gunicorn.conf.py ./
 # bake/ holds only a README unless `make bake` put a model version there on purpose.
 COPY bake/ /srv/models/

@@ -7,7 +7,8 @@ import logging
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
-from app import config, errors, explain, logbook, metrics, model_service, multipart, request_id, security
+import api_keys
+from app import auth, config, errors, explain, logbook, metrics, model_service, multipart, request_id, security
 from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os, trim_heaps_every
 from app.predictor import ModelLoadError
 
@@ -44,6 +45,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     metrics.init_app(app)
     request_id.init_app(app)
+    try:
+        auth.init_app(app)
+    except api_keys.KeysFileError as exc:
+        raise ModelLoadError(f"bad configuration: {exc}") from exc
     model_service.init_app(app)
     logbook.init_app(app)
     explain.init_app(app)

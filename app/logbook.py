@@ -14,7 +14,7 @@ from collections import OrderedDict
 from flask import Flask, current_app, g
 
 import prediction_log
-from app import metrics, request_id
+from app import auth, metrics, request_id
 from app.model_service import get_service
 
 # Request ids remembered for feedback without reading the log back (about 200 bytes each).
@@ -42,7 +42,7 @@ class Logbook:
         self.scans = 0
 
     def log_predictions(self, request_id: str, answers: list[dict], uploads: list[bytes], runtime: str | None,
-                        latency_ms: float) -> None:
+                        latency_ms: float, client: str | None = None) -> None:
         """Queue one record per answered image (the writer hashes and maybe captures the upload)."""
         now = prediction_log.utc_now()
         kept = []
@@ -53,6 +53,8 @@ class Logbook:
                       "ood_score": answer.get("ood_score"), "abstained": answer.get("abstained"),
                       "state": answer.get("state"),
                       "latency_ms": round(latency_ms, 2)}
+            if client is not None:
+                record["client"] = client
             kept.append(self.writer.submit(record, data))
         if any(kept):
             with self._lock:
@@ -91,11 +93,17 @@ class Logbook:
             when = self._misses.get(request_id)
         return when is not None and time.monotonic() - when < MISS_SECONDS
 
-    def log_feedback(self, request_id: str, index: int, label: str, version: str, served: str) -> dict:
-        """Queue a feedback record; count it towards the version's live agreement. Returns the record."""
+    def log_feedback(self, request_id: str, index: int, label: str, version: str, served: str,
+                     client: str | None = None, trusted: bool = True) -> dict:
+        """Queue a feedback record; count it towards the version's live agreement. Returns the record.
+
+        With API keys on, the record names its key (`client`) and says whether it is `trusted` training data
+        (a `curate` key); `training feedback` holds the rest for review."""
         agreed = prediction_log.agrees(label, served)
         record = {"type": "feedback", "request_id": request_id, "index": index, "time": prediction_log.utc_now(),
                   "label": label, "model_version": version, "served": served, "agreed": agreed}
+        if client is not None:
+            record.update(client=client, trusted=trusted)
         if not self.writer.submit(record):
             return {**record, "stored": False}
         with self._lock:
@@ -126,7 +134,8 @@ def record(answers: list[dict], uploads: list[bytes]) -> None:
     runtime = predictor.runtime_name if same else None
     started = g.get("metrics_started")
     latency_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-    logbook.log_predictions(request_id.current(), answers, uploads, runtime, latency_ms)
+    client = auth.client_label() if auth.keys_on() else None
+    logbook.log_predictions(request_id.current(), answers, uploads, runtime, latency_ms, client)
 
 
 def get_logbook() -> Logbook | None:

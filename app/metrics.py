@@ -97,6 +97,22 @@ def observe_model_call(size: int, seconds: float) -> None:
     INFERENCE.observe(seconds)
 
 
+CLIENT_REQUESTS = Counter("api_client_requests_total", "Requests by API key name (anonymous without one) and "
+                          "outcome: accepted, unauthorized, forbidden, throttled", ["client", "outcome"])
+KEYS_RELOADS = Counter("api_keys_reloads_total", "Reloads of the keys file by result (error: the last good "
+                       "keys stay)", ["result"])
+
+
+def count_client(client: str, outcome: str) -> None:
+    """Count one request of a key (by name, never the key) or of anonymous clients."""
+    CLIENT_REQUESTS.labels(client=client, outcome=outcome).inc()
+
+
+def count_keys_reload(result: str) -> None:
+    """Count one reload of the keys file."""
+    KEYS_RELOADS.labels(result=result).inc()
+
+
 def observe_batch(size: int, seconds: float) -> None:
     """Record one model call of the stable version, whose images are the ones classified for users."""
     observe_model_call(size, seconds)

@@ -98,7 +98,9 @@ SCHEMAS = {
                                                 "agreed"], "properties": {
         "request_id": REQUEST_ID, "index": {"type": "integer"}, "label": {"type": "string"},
         "model_version": {"type": "string"}, "served": {"type": "string", "description": "the label answered"},
-        "agreed": {"type": "boolean", "description": "label confirms the served answer"}}},
+        "agreed": {"type": "boolean", "description": "label confirms the served answer"},
+        "trusted": {"type": "boolean", "description": "taken as training data as it is (API keys off, or a "
+                                                     "`curate` key); else it waits for review"}}},
     "TFPredictRequest": {"type": "object", "required": ["instances"], "properties": {
         "instances": {"type": "array", "minItems": 1, "maxItems": MAX_IMAGES, "items": {"anyOf": [
             {"type": "object", "required": ["b64"], "properties": {"b64": B64}},
@@ -245,6 +247,7 @@ def spec(explain_methods: list[str] | None = None, max_images: int = MAX_IMAGES,
                           **not_found}}},
         "/openapi.json": _get("This document"),
     }
+    _access(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "AlexNet image classification service", "version": "0.1.0",
@@ -253,5 +256,26 @@ def spec(explain_methods: list[str] | None = None, max_images: int = MAX_IMAGES,
                                 + str(max_bytes or settings.BY_NAME["MAX_CONTENT_LENGTH"].default)
                                 + " bytes per request (400 and 413 beyond)."},
         "paths": paths,
-        "components": {"schemas": _limited(max_images)},
+        "components": {"schemas": _limited(max_images), "securitySchemes": SECURITY_SCHEMES},
     }
+
+
+SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer", "description": "an API key (API_KEYS_FILE)"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+OPEN_PATHS = ("/healthz", "/readyz", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}/ready",
+              "/openapi.json")
+MODEL_PATHS = ("/predict", "/explain", ":predict", "/infer", "/v2/models/{name}/explain")
+
+
+def _access(paths: dict) -> None:
+    # With API_KEYS_FILE set, every path but the probes needs a key (no key is fine when keys are off).
+    for path, ops in paths.items():
+        if path in OPEN_PATHS:
+            continue
+        for op in ops.values():
+            op["security"] = [{}, {"bearer": []}, {"apiKey": []}]
+            op["responses"]["401"] = _json(ERROR, "API keys are on and the request has no valid key")
+            op["responses"]["403"] = _json(ERROR, "The key lacks the scope this route needs")
+            if path.endswith(MODEL_PATHS) or path == "/feedback":
+                op["responses"]["429"] = _json(ERROR, "Over this client's fair share (or feedback rate): "
+                                                      "retry after Retry-After seconds")

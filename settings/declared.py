@@ -96,6 +96,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PREDICTION_LOG_MAX_AGE_DAYS", float, 30.0, "...and at this age", positive=True),
     Setting("PREDICTION_LOG_QUEUE", int, 10000, "records waiting for the writer; beyond, records are dropped "
             "and counted", positive=True),
+    # Access: API keys, fair share, feedback rate.
+    Setting("API_KEYS_FILE", str, None, "JSON keys file (`python -m api_keys create`): every route but the probes "
+            "and the page needs a key with its scope (docs/security.md)", shown="off (every route open)"),
+    Setting("API_KEYS_RELOAD_SECONDS", float, 2.0, "look for a changed keys file this often (a bad file keeps "
+            "the last good keys)", positive=True),
+    Setting("ANONYMOUS_SCOPES", str, "", "with keys on, the scopes of requests without a key (e.g. `predict` for "
+            "an open upload page); fair-shared by address", shown="none"),
+    Setting("FAIR_SHARE_SLOTS", int, 8, "prediction requests in flight per worker that active clients share: "
+            "when they are all taken, a client holding more than its share gets 429 (a client alone may use "
+            "every thread); 0 = off", low=0),
+    Setting("FEEDBACK_PER_MINUTE", float, 30.0, "feedback each key may post per minute (with keys on; per-key "
+            "`feedback_per_minute` overrides)", positive=True),
     # Requests, batching and limits.
     Setting("BATCH_MAX_SIZE", int, 32, "images per model call", low=1),
     Setting("BATCH_MAX_WAIT_MS", float, 0.0, "how long the batcher waits for stragglers (0: take what is "

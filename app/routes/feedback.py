@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 import prediction_log
+from app import auth
 from app.errors import ApiError
 from app.inputs import json_object
 from app.logbook import get_logbook
@@ -21,6 +22,7 @@ def feedback():
     logbook = get_logbook()
     if logbook is None:
         raise ApiError("feedback needs the prediction log, which is off on this server (PREDICTION_LOG)", 409)
+    auth.limit_feedback()
     body = json_object(HINT)
     rid, index, label = body.get("request_id"), body.get("index", 0), body.get("label")
     if not isinstance(rid, str) or not rid:
@@ -34,8 +36,9 @@ def feedback():
     served = logbook.served(rid, index)
     if served is None:
         raise ApiError(f"no logged prediction with request_id {rid!r} and index {index}", 404)
-    record = logbook.log_feedback(rid, index, label, *served)
+    client = auth.client_label() if auth.keys_on() else None
+    record = logbook.log_feedback(rid, index, label, *served, client=client, trusted=auth.trusted_feedback())
     if not record["stored"]:
         raise ApiError("the prediction log is busy: feedback not stored, try again", 503, {"Retry-After": "1"})
     return jsonify(request_id=rid, index=index, label=label, model_version=record["model_version"],
-                   served=record["served"], agreed=record["agreed"])
+                   served=record["served"], agreed=record["agreed"], trusted=auth.trusted_feedback())

@@ -6,11 +6,11 @@ import base64
 import io
 
 import numpy as np
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 from PIL import Image
 
 import model_store
-from app import logbook
+from app import auth, logbook
 from app.classify import classify, prediction
 from app.errors import ApiError
 from app.explain import explain_image
@@ -46,7 +46,8 @@ def index():
         report = url_for("report.report", name=model_store.MODEL_NAME, version=p.version)
     return render_template("index.html", labels=list(display.values()), display=display, neither=neither_text(display),
                            version=p.version if p else None, runtime=p.runtime_name if p else None, report=report,
-                           feedback=logbook.get_logbook() is not None)
+                           feedback=logbook.get_logbook() is not None,
+                           ask_key=auth.keys_on() and "predict" not in current_app.extensions["anonymous_scopes"])
 
 
 def _result(name: str | None, array: np.ndarray, want_why: bool) -> dict:

@@ -27,10 +27,24 @@
     return node;
   }
 
+  // With API keys on, the key typed once is kept for this tab (sessionStorage) and sent as X-API-Key.
+  const keyInput = document.getElementById("api-key");
+  if (keyInput) {
+    keyInput.required = false;
+    try { keyInput.value = sessionStorage.getItem("api-key") || ""; } catch (e) { /* storage off */ }
+    keyInput.addEventListener("change", function () {
+      try { sessionStorage.setItem("api-key", keyInput.value); } catch (e) { /* storage off */ }
+    });
+  }
+  function withKey(headers) {
+    if (keyInput && keyInput.value) headers["X-API-Key"] = keyInput.value;
+    return headers;
+  }
+
   async function post(url, file) {
     const data = new FormData();
     data.append("image", file, file.name);
-    const resp = await fetch(url, { method: "POST", body: data, headers: { Accept: "application/json" } });
+    const resp = await fetch(url, { method: "POST", body: data, headers: withKey({ Accept: "application/json" }) });
     let json = null;
     try { json = await resp.json(); } catch (e) { json = null; }
     if (!resp.ok) throw new Error((json && json.error) || ("HTTP " + resp.status));
@@ -103,7 +117,7 @@
       choice.addEventListener("click", async function () {
         box.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
         try {
-          const resp = await fetch("/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
+          const resp = await fetch("/feedback", { method: "POST", headers: withKey({ "Content-Type": "application/json" }),
             body: JSON.stringify({ request_id: data.request_id, index: 0, label: label }) });
           let json = null;
           try { json = await resp.json(); } catch (e) { json = null; }

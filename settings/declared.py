@@ -103,9 +103,10 @@ SETTINGS: tuple[Setting, ...] = (
             "the last good keys)", positive=True),
     Setting("ANONYMOUS_SCOPES", str, "", "with keys on, the scopes of requests without a key (e.g. `predict` for "
             "an open upload page); fair-shared by address", shown="none"),
-    Setting("FAIR_SHARE_SLOTS", int, 8, "prediction requests in flight per worker that active clients share: "
+    Setting("FAIR_SHARE_SLOTS", int, 4, "prediction requests in flight per worker that active clients share: "
             "when they are all taken, a client holding more than its share gets 429 (a client alone may use "
-            "every thread); 0 = off", low=0),
+            "every thread; more slots: bigger batches under contention, slower answers for polite clients; "
+            "`python -m bench.fair_share --slots N` measures it); 0 = off", low=0),
     Setting("FEEDBACK_PER_MINUTE", float, 30.0, "feedback each key may post per minute (with keys on; per-key "
             "`feedback_per_minute` overrides)", positive=True),
     # Requests, batching and limits.

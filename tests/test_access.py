@@ -4,6 +4,7 @@ poisoned."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import api_keys
 from api_keys.__main__ import main as keys_cli
 from app import ModelLoadError, create_app
 from app.fair_share import FairShare, RateLimit
-from tests.conftest import free_port, shared_photos, start_gunicorn, synthetic_jpeg
+from tests.conftest import free_port, shared_photos, start_gunicorn, stop, synthetic_jpeg, wait_ready
 from training.__main__ import main as training_cli
 
 KEYS = {"predictor": "k-predict-only", "reporter": "k-predict-feedback", "curator": "k-curate",
@@ -296,3 +297,22 @@ def test_gunicorn_with_a_bad_keys_file_exits_with_one_clear_line(trained_store, 
     assert proc.returncode != 0
     lines = [line for line in out.splitlines() if line.startswith("alexnet-service: cannot start:")]
     assert len(lines) == 1 and "64 lowercase hex" in lines[0] and str(path) in lines[0], out
+
+
+def test_a_refused_upload_keeps_its_keep_alive_connection(trained_store, tmp_path):
+    """gunicorn drains at most 64 KiB of an unread body; a refusal reads the rest so the next request works."""
+    port = free_port()
+    proc = start_gunicorn(trained_store, port, extra_env={"API_KEYS_FILE": str(_keys_file(tmp_path / "keys.json"))})
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        body = synthetic_jpeg(7, 0, size=(1200, 900))
+        assert len(body) > 256 << 10
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for key, want in (("wrong", 401), (KEYS["ops"], 403), ("wrong", 401), (KEYS["predictor"], 200)):
+            conn.request("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg", "X-API-Key": key})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == want
+        conn.close()
+    finally:
+        stop(proc)

@@ -47,7 +47,7 @@ class Batcher:
         max_wait_s: float = 0.0,
         max_queue: int = 256,
         max_queue_time_s: float = 10.0,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float, int], None] | None = None,
         max_low_batch: int = 2,
         low_reserve: int = 0,
         before_low: Callable[[], bool] | None = None,
@@ -88,10 +88,6 @@ class Batcher:
         self._buffer = bytearray()  # the batch input, reused (only the inference thread touches it)
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
-
-    def set_runner(self, run_batch: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Swap the model function; batches already taken finish on the old one."""
-        self._run_batch = run_batch
 
     def submit(self, images: list[np.ndarray], priority: int = HIGH) -> list[Future]:
         """Queue images (HIGH or LOW priority); each future resolves to that image's output row."""
@@ -254,6 +250,6 @@ class Batcher:
                 self.batches_run += 1
                 self._batch_done.notify_all()
             if self._on_batch:
-                self._on_batch(len(batch), time.monotonic() - started)
+                self._on_batch(len(batch), time.monotonic() - started, batch[0].priority)
             for item, row in zip(batch, out, strict=False):
                 item.future.set_result(row)

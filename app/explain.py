@@ -57,6 +57,7 @@ def _slots() -> threading.BoundedSemaphore:
 def _occlusion(image: np.ndarray) -> tuple[Classified, np.ndarray]:
     batch, boxes = explain.occlusion_batch(image)
     result = classify([image, *batch], priority=LOW)
+    metrics.count_classified(1)
     probs = result.probabilities
     heat = explain.occlusion_map(probs[0], probs[1:], boxes, int(np.argmax(probs[0])), image.shape[:2])
     return Classified(result.version, probs[:1], result.policy), heat

@@ -39,7 +39,6 @@ class Logbook:
         self._agreement: dict[str, list[int]] = {}  # version -> [agreed, all] feedback in this process
         self._scan_lock = threading.Lock()
         self._misses: OrderedDict[str, float] = OrderedDict()  # id -> when a scan did not find it
-        self.scans = 0
 
     def log_predictions(self, request_id: str, answers: list[dict], uploads: list[bytes], runtime: str | None,
                         latency_ms: float, client: str | None = None) -> None:
@@ -76,7 +75,6 @@ class Logbook:
             if self._missed_recently(request_id):  # the scan this request waited for did not find it either
                 return None
             extra = [self.writer.open_segment] if self.writer.open_segment else []
-            self.scans += 1
             found = prediction_log.find(self.storage, request_id, SCAN_BYTES, extra)
             if not found:
                 with self._lock:

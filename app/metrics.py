@@ -16,6 +16,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from app.batching import HIGH
+
 REQUESTS = Counter("http_requests_total", "HTTP requests by route and status", ["method", "route", "status"])
 LATENCY = Histogram(
     "http_request_duration_seconds", "Request latency by route", ["route"],
@@ -91,7 +93,7 @@ def count_answers(version: int, images: int, abstained: int) -> None:
         ABSTENTIONS.labels(version=str(version)).inc(abstained)
 
 
-def observe_model_call(size: int, seconds: float) -> None:
+def observe_model_call(size: int, seconds: float, priority: int = HIGH) -> None:
     """Record one model call of any version (a candidate's shadow work included)."""
     BATCH_SIZE.observe(size)
     INFERENCE.observe(seconds)
@@ -113,10 +115,17 @@ def count_keys_reload(result: str) -> None:
     KEYS_RELOADS.labels(result=result).inc()
 
 
-def observe_batch(size: int, seconds: float) -> None:
-    """Record one model call of the stable version, whose images are the ones classified for users."""
+def observe_batch(size: int, seconds: float, priority: int = HIGH) -> None:
+    """Record one model call of the stable version; its prediction (HIGH, 0) batches are the images classified
+    for users, not background work such as an explanation's masked copies."""
     observe_model_call(size, seconds)
-    IMAGES.inc(size)
+    if priority == HIGH:  # a batch never mixes priorities
+        count_classified(size)
+
+
+def count_classified(images: int) -> None:
+    """Count images classified for users (an explanation's own image, not its masked copies)."""
+    IMAGES.inc(images)
 
 
 def set_model_version(version: int, runtime: str, previous: tuple[int, str] | None = None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -79,7 +78,3 @@ def publish(store: str | os.PathLike, staged: str | os.PathLike) -> int:
             if not (root / str(version)).exists():
                 raise
 
-
-def discard(staged: str | os.PathLike) -> None:
-    """Remove a staged folder that will not be published."""
-    shutil.rmtree(staged, ignore_errors=True)

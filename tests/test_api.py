@@ -157,6 +157,12 @@ def test_health_ready_metrics(app, client, sample_jpeg):
     serving = [k for k, v in after.items() if k.startswith("model_version_info{") and v == 1.0]
     assert len(serving) == 1 and 'version="1"' in serving[0] and f'runtime="{runtime}"' in serving[0]
     assert after["http_requests_in_progress"] == 1.0  # just the /metrics request itself
+    r = client.post("/explain?method=occlusion", data=sample_jpeg, content_type="image/jpeg")
+    assert r.status_code == 200
+    explained = _samples(client.get("/metrics").get_data(as_text=True))
+    # One image classified for the user; its masked copies went through the model but are not classifications.
+    assert explained["images_classified_total"] - after["images_classified_total"] == 1
+    assert explained["inference_batch_size_sum"] - after["inference_batch_size_sum"] > 1
 
 
 def test_openapi_document_is_valid_and_complete(client, app):

@@ -22,8 +22,6 @@ from training import cache, negatives, synthetic
 log = logging.getLogger(__name__)
 
 SYNTHETIC_PER_KIND = 50
-# A runtime whose abstain rates drift further than this from the float reference's is not auto-served.
-MAX_ABSTAIN_DRIFT = 0.02
 
 
 @dataclass

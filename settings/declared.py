@@ -53,7 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_POLL_SECONDS", float, 30.0, "look for a newer version this often; 0 = never", low=0),
     Setting("MODEL_CACHE_DIR", str, None, "where `gs://` versions are downloaded",
             shown="`$TMPDIR/alexnet-model-cache`"),
-    Setting("MODEL_CACHE_KEEP", int, 1, "`gs://` versions kept in the cache besides the one being loaded", low=0),
+    Setting("MODEL_CACHE_KEEP", int, 1, "`gs://` versions kept in the cache, the serving one included "
+            "(1: only it)", low=1),
     Setting("MODEL_RUNTIME", str, "auto", "`auto` (int8 when its accuracy and abstain figures hold, else "
             "float32), `openvino-int8`, `openvino` or `tensorflow`", choices=RUNTIMES),
     Setting("OV_CACHE_DIR", str, None, "OpenVINO's compiled-model cache (faster start-ups)", "runtime"),

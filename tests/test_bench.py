@@ -81,12 +81,18 @@ def test_tree_cpu_counts_child_processes():
     import subprocess
     import sys
 
-    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.4\n"
-                              "while time.process_time() < end: pass\ntime.sleep(30)"])
+    # The child burns 0.4 s of CPU when told to, says so, then sleeps (still running: /proc still has it).
+    # Waiting for its word instead of a fixed time keeps the test right on a busy host.
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nsys.stdin.readline()\n"
+                              "end = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n"
+                              "print('done', flush=True)\ntime.sleep(60)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         before = cpu.tree_cpu(os.getpid())
-        time.sleep(1.5)  # the child burns 0.4 s of CPU, then sleeps (still running: /proc still has it)
-        assert cpu.tree_cpu(os.getpid()) - before >= 0.3
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "done"
+        assert cpu.tree_cpu(os.getpid()) - before >= 0.35  # clock ticks round down
     finally:
         child.kill()
         child.wait()
@@ -133,15 +139,17 @@ def test_paired_rounds_alternate_and_report_medians(monkeypatch):
     assert "(median 3.00x)" in report.markdown(result)
 
 
-def test_raw_batch1_is_the_mean_time_per_call():
+def test_raw_batch1_is_the_mean_time_per_call(monkeypatch):
     from bench import paired
 
-    calls = []
+    now, calls = [0.0], []
+    monkeypatch.setattr(paired.time, "perf_counter", lambda: now[0])  # a clock that only calls move
 
     def predict(x):
         calls.append(x.shape)
-        time.sleep(0.002)
+        now[0] += 1 / 256 if len(calls) > 5 else 1.0  # slow warm-up calls are not counted; exact in binary
 
-    ms = paired.raw_batch1_ms(predict, seconds=0.1)
+    ms = paired.raw_batch1_ms(predict, seconds=32 / 256)
     assert calls[0] == (1, 227, 227, 3)
-    assert 2.0 <= ms < 10.0
+    assert ms == 1000 / 256
+    assert len(calls) == 5 + 32

@@ -1,5 +1,6 @@
 """The AlexNet layer plan from the tutorial."""
 
+import numpy as np
 from keras import layers
 
 from training.model import build_alexnet, other_class_head
@@ -22,6 +23,12 @@ def test_layer_plan():
     # The classic AlexNet feature map before the classifier is 6x6x256.
     assert model.get_layer("flatten").output.shape[-1] == 6 * 6 * 256
     assert model.output_shape == (None, 3)
+    # It computes a distribution that depends on its input (not just the right shapes).
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 227, 227, 3)).astype("float32")
+    x[1] = -x[1]
+    out = np.asarray(model(x, training=False))
+    assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5) and (out >= 0).all()
+    assert not np.allclose(out[0], out[1], atol=1e-7)
 
 
 def test_mixed_precision_model_exports_and_serves_in_float32():

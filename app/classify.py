@@ -12,8 +12,18 @@ from app.batching import HIGH, OverloadedError
 from app.disconnect import client_gone_check
 from app.errors import ApiError
 from app.model_service import Classified, ClientGoneError, VersionNotServedError, get_service
+from app.predictor import Predictor
 from app.rollout import PROMOTED, REJECTED
 from model_store import MODEL_NAME
+
+
+def served_predictor(name: str, version: str | None = None) -> Predictor:
+    """The predictor of the version a route names (stable when none); 404 as check_model."""
+    asked = check_model(name, version)
+    try:
+        return get_service().predictor_for(asked)
+    except VersionNotServedError as exc:  # unloaded between the two looks
+        raise ApiError(f"version '{version}' of model '{name}' is not being served", 404) from exc
 
 
 def check_model(name: str, version: str | None = None) -> int | None:

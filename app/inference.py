@@ -15,7 +15,7 @@ import numpy as np
 import model_store
 from app import metrics
 from app.batching import HIGH, Batcher, OverloadedError
-from app.predictor import policy_of
+from app.predictor import Predictor, policy_of
 from model_store import decision
 
 if TYPE_CHECKING:
@@ -90,6 +90,18 @@ class Gateway:
         if cand is not None and cand.version == version and cand.batcher is not None:
             return cand.batcher
         raise VersionNotServedError(f"version {version} is not being served")
+
+    def predictor_for(self, version: int | None) -> Predictor:
+        """The predictor serving a version (None: stable); VersionNotServedError for any other."""
+        service = self.service
+        stable = service.predictor
+        if version is None or version == stable.version:
+            return stable
+        cand = service.rollouts.candidate
+        predictor = cand.predictor if cand is not None and cand.version == version else None
+        if predictor is None:
+            raise VersionNotServedError(f"version {version} is not being served")
+        return predictor
 
     def classify(self, images: list[np.ndarray], client_gone: Callable[[], bool] | None = None,
                  priority: int = HIGH, version: int | None = None) -> Classified:

@@ -42,6 +42,7 @@ class ModelService:
         self.gateway = Gateway(self)
         self.classify = self.gateway.classify
         self.batcher_for = self.gateway.batcher_for
+        self.predictor_for = self.gateway.predictor_for
         self.load = self.versions.load
         self.files_wanted = self.versions.files_wanted
 

@@ -153,6 +153,14 @@ def test_versioned_routes_and_label_cli(colour_versions, capsys):
     assert _predict(client, IMAGES[0])["model_version"] == "1"
     assert client.post("/predict?version=2", data=IMAGES[0], content_type="image/jpeg").json["model_version"] == "2"
     assert client.post("/predict?version=9", data=IMAGES[0], content_type="image/jpeg").status_code == 404
+    # A versioned route's metadata is that version's, not stable's.
+    for version in ("1", "2"):
+        meta = client.get(f"/v1/models/alexnet/versions/{version}/metadata").json
+        assert meta["model_spec"]["version"] == version
+        assert client.get(f"/v2/models/alexnet/versions/{version}").json["versions"] == [version]
+    assert client.get("/v1/models/alexnet/metadata").json["model_spec"]["version"] == "1"
+    assert client.get("/v1/models/alexnet/versions/3/metadata").status_code == 404
+    assert client.get("/v2/models/alexnet/versions/3").status_code == 404
     app.extensions["model_service"].stop()
 
     assert main(["label", "--model-store", str(colour_versions), "stable=2"]) == 0  # promotes: candidate dropped

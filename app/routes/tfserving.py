@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from app.classify import check_model, classify
+from app.classify import check_model, classify, served_predictor
 from app.errors import ApiError
 from app.inputs import b64decode, check_count, decode_all, json_object
 from app.logbook import get_logbook
@@ -46,8 +46,7 @@ def status(name: str, version: str | None = None):
 @bp.get("/<model:name>/versions/<version>/metadata")
 def metadata(name: str, version: str | None = None):
     """Signature of the served model."""
-    check_model(name, version)
-    p = get_service().predictor
+    p = served_predictor(name, version)
     sig = {
         "inputs": {"image_bytes": {"dtype": "DT_STRING", "tensor_shape": {"dim": [{"size": "-1"}]},
                                    "name": "image_bytes"}},

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 import explain
 import runtimes
 from app import v2_binary
-from app.classify import check_model, classify
+from app.classify import check_model, classify, served_predictor
 from app.errors import ApiError
 from app.explain import explain_image
 from app.inputs import b64decode, check_count, decode_all, json_object
@@ -58,8 +58,7 @@ def model_ready(name: str, version: str | None = None):
 @bp.get("/models/<model:name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
     """Inputs and outputs with datatypes and shapes."""
-    check_model(name, version)
-    p = get_service().predictor
+    p = served_predictor(name, version)
     return jsonify(
         name=MODEL_NAME, versions=[str(p.version)], platform=runtimes.REGISTRY[p.runtime_name].v2_platform,
         inputs=[{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],

@@ -187,6 +187,9 @@ def prune_cache(cache_dir: str | os.PathLike, keep: set[int]) -> list[int]:
     return removed
 
 
+CLAIM_FILE = ".publishing"  # hidden: never downloaded, never a version file
+
+
 def _version_files(src: Path) -> list[str]:
     """Every file of a local version (relative, '/'-separated), metadata.json last; hidden ones skipped."""
     names = sorted(p.relative_to(src).as_posix() for p in src.rglob("*")
@@ -202,18 +205,21 @@ def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> in
     bucket_name, prefix = split_uri(uri)
     bucket = _client().bucket(bucket_name)
     names = _version_files(src)
+    existing = remote_versions(uri)
+    remote = (existing[-1] + 1) if existing else 1
     while True:
-        existing = remote_versions(uri)
-        remote = (existing[-1] + 1) if existing else 1
         base = f"{_model_prefix(prefix)}{remote}/"
-        for name in names[:-1]:
-            bucket.blob(base + name).upload_from_filename(str(src / name))
         try:
-            # if_generation_match=0: only create, never overwrite a version another publisher finished.
-            bucket.blob(base + METADATA_FILE).upload_from_filename(str(src / METADATA_FILE), if_generation_match=0)
-            return remote
+            # Claim the number before writing into it (create-only, if_generation_match=0): a publisher racing
+            # for the same number gets PreconditionFailed and takes the next one, so no publisher ever
+            # overwrites another's files. A claim left by a publisher that died stays an unfinished version.
+            bucket.blob(base + CLAIM_FILE).upload_from_string(b"", if_generation_match=0)
         except PreconditionFailed:
+            remote += 1
             continue
+        for name in names:
+            bucket.blob(base + name).upload_from_filename(str(src / name), if_generation_match=0)
+        return remote
 
 
 def update_version(local_store: str | os.PathLike, version: int, uri: str, new_files: list[str]) -> None:

@@ -129,3 +129,36 @@ def test_export_a_gcs_version_in_place(gcs, trained_store, tmp_path, tiny_data):
         assert app.extensions["model_service"].predictor.runtime_name == "openvino"
     finally:
         app.extensions["model_service"].stop()
+
+
+def _create_only_preconditions(monkeypatch) -> None:
+    """GCS's `if_generation_match=0` (create only: 412 when the object exists), which the emulator ignores."""
+    from google.api_core.exceptions import PreconditionFailed
+    from google.cloud.storage import Blob
+
+    for method in ("upload_from_string", "upload_from_filename"):
+        original = getattr(Blob, method)
+
+        def checked(self, *args, _original=original, if_generation_match=None, **kwargs):
+            if if_generation_match == 0 and self.exists():
+                raise PreconditionFailed(f"{self.name} exists")
+            return _original(self, *args, if_generation_match=if_generation_match, **kwargs)
+
+        monkeypatch.setattr(Blob, method, checked)
+
+
+def test_a_publisher_never_writes_into_a_number_another_is_publishing(gcs, trained_store, monkeypatch):
+    from model_store.remote import CLAIM_FILE, _client, split_uri
+
+    _create_only_preconditions(monkeypatch)
+    assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0
+    bucket, prefix = split_uri(gcs)
+    theirs = _client().bucket(bucket)
+    # Another publisher has claimed version 2 and uploaded its model, not yet its metadata.
+    theirs.blob(f"{prefix}/alexnet/2/{CLAIM_FILE}").upload_from_string(b"", if_generation_match=0)
+    theirs.blob(f"{prefix}/alexnet/2/alexnet.h5").upload_from_string(b"their model")
+    assert model_store.upload_version(trained_store, 1, gcs) == 3
+    assert theirs.blob(f"{prefix}/alexnet/2/alexnet.h5").download_as_bytes() == b"their model"
+    assert model_store.remote_versions(gcs) == [1, 3]
+    local = (model_store.version_dir(trained_store, 1) / "alexnet.h5").read_bytes()
+    assert theirs.blob(f"{prefix}/alexnet/3/alexnet.h5").download_as_bytes() == local

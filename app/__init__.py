@@ -8,9 +8,14 @@ from flask import Flask
 from werkzeug.routing import BaseConverter
 
 import api_keys
-from app import auth, config, errors, explain, logbook, metrics, model_service, multipart, request_id, security
-from app.decode_budget import DecodeBudget, return_big_buffers_to_the_os, trim_heaps_every
-from app.predictor import ModelLoadError
+from app import config
+from app.access import auth
+from app.features import explain, logbook
+from app.http import errors, multipart, request_id, security
+from app.http.decode_budget import DecodeBudget, return_big_buffers_to_the_os, trim_heaps_every
+from app.ops import metrics
+from app.serving import model_service
+from app.serving.predictor import ModelLoadError
 
 __all__ = ["ModelLoadError", "create_app"]
 

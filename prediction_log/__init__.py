@@ -1,6 +1,6 @@
 """The prediction log: what the server answered and what people said about it, as JSON lines.
 
-Written by the server (app/logbook.py) and read by `python -m training feedback`. Records:
+Written by the server (app/features/logbook.py) and read by `python -m training feedback`. Records:
 
 - prediction: request_id, index, time, model_version, runtime, sha256, width, height, probabilities, label,
   ood_score, abstained, latency_ms, image (the captured file's name under the log, or null)

@@ -28,7 +28,7 @@ RED, BLUE, GREY = (230, 30, 30), (30, 30, 230), (128, 128, 128)
 def _serving_gauge_restored():
     """The apps built here serve in this process beside the session's app: put the process-wide
     model_version_info gauge back as it was, so later tests see only the session app serving."""
-    from app import metrics
+    from app.ops import metrics
 
     def samples() -> dict:
         return {tuple(sorted(s.labels.items())): s.value for m in metrics.MODEL_VERSION.collect() for s in m.samples}

@@ -15,7 +15,7 @@ import pytest
 import api_keys
 from api_keys.__main__ import main as keys_cli
 from app import ModelLoadError, create_app
-from app.fair_share import FairShare, RateLimit
+from app.access.fair_share import FairShare, RateLimit
 from tests.conftest import free_port, shared_photos, start_gunicorn, stop, synthetic_jpeg, wait_ready
 from training.__main__ import main as training_cli
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.batching import LOW, Batcher, OverloadedError
+from app.serving.batching import LOW, Batcher, OverloadedError
 from model_store import preprocess_image
 from tests import images
 from tests.conftest import shared_photos
@@ -130,7 +130,7 @@ def _logit(cats: float, dogs: float) -> float:
 def test_peer_closed_sees_a_hung_up_client():
     import socket
 
-    from app.disconnect import peer_closed
+    from app.http.disconnect import peer_closed
 
     ours, theirs = socket.socketpair()
     assert not peer_closed(ours)
@@ -144,7 +144,7 @@ def test_peer_closed_sees_a_hung_up_client():
 
 
 def test_work_of_a_gone_client_never_reaches_the_model(app):
-    from app.model_service import ClientGoneError
+    from app.serving.model_service import ClientGoneError
 
     service = app.extensions["model_service"]
     gate, started, seen = threading.Event(), threading.Event(), []
@@ -166,7 +166,7 @@ def test_work_of_a_gone_client_never_reaches_the_model(app):
 
 
 def test_low_priority_work_is_bounded_per_batch_and_predictions_go_first():
-    from app.batching import HIGH, LOW
+    from app.serving.batching import HIGH, LOW
 
     gate, started, batches = threading.Event(), threading.Event(), []
 
@@ -202,7 +202,7 @@ def _busy_batcher(**kw) -> tuple[Batcher, threading.Event]:
 
 
 def test_low_reserve_keeps_room_for_predictions():
-    from app.batching import HIGH, LOW
+    from app.serving.batching import HIGH, LOW
 
     batcher, gate = _busy_batcher(max_queue=2, low_reserve=3)
     batcher.submit([np.zeros(1)] * 3, LOW)
@@ -215,7 +215,7 @@ def test_low_reserve_keeps_room_for_predictions():
 
 def test_predictions_never_use_the_low_reserve():
     """MAX_QUEUE bounds predictions even when no explanation waits (the reserve is LOW work's only)."""
-    from app.batching import HIGH, LOW
+    from app.serving.batching import HIGH, LOW
 
     batcher, gate = _busy_batcher(max_queue=2, low_reserve=50)
     batcher.submit([np.zeros(1)] * 2, HIGH)
@@ -229,7 +229,7 @@ def test_predictions_never_use_the_low_reserve():
 
 
 def test_before_low_can_drop_background_work_and_never_touches_predictions():
-    from app.batching import HIGH, LOW
+    from app.serving.batching import HIGH, LOW
 
     allowed = {"now": False}
     batcher = Batcher(lambda x: x.reshape(len(x), -1)[:, :1], max_batch=4, before_low=lambda: allowed["now"])

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from app.batching import Batcher
+from app.serving.batching import Batcher
 
 
 def _gated(model):

@@ -9,7 +9,7 @@ import pytest
 import requests
 from PIL import Image
 
-from app.decode_budget import BudgetTimeoutError, DecodeBudget
+from app.http.decode_budget import BudgetTimeoutError, DecodeBudget
 from bench.server import worker_rss_mb
 from model_store import InvalidImageError, preprocess_image, preprocessing
 from tests.conftest import free_port, start_gunicorn, stop, wait_ready
@@ -112,7 +112,7 @@ def test_hostile_uploads_stay_within_the_memory_budget(trained_store):
 def test_heaps_are_trimmed_periodically(monkeypatch):
     import ctypes
 
-    from app import decode_budget
+    from app.http import decode_budget
 
     calls = []
 
@@ -134,7 +134,7 @@ def test_heaps_are_trimmed_periodically(monkeypatch):
 
 
 def test_one_trim_thread_per_process():
-    from app import decode_budget
+    from app.http import decode_budget
 
     first = decode_budget.trim_heaps_every(60)
     assert decode_budget.trim_heaps_every(60) is first

@@ -196,7 +196,8 @@ def test_v2_explain(client, sample_jpeg):
 
 
 def test_gradcam_served_by_the_tensorflow_runtime(app, trained_store, sample_jpeg):
-    from app import create_app, metrics
+    from app import create_app
+    from app.ops import metrics
 
     serving = app.extensions["model_service"].predictor  # the session's app, whose metrics must stay true
     tf_app = create_app({"TESTING": True, "MODEL_STORE": str(trained_store), "MODEL_POLL_SECONDS": 0,

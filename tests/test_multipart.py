@@ -1,4 +1,4 @@
-"""app.multipart: the same matches as Werkzeug's per-boundary regexes, and the same parsed forms."""
+"""app.http.multipart: the same matches as Werkzeug's per-boundary regexes, and the same parsed forms."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from werkzeug.sansio.multipart import MultipartDecoder
 from werkzeug.wrappers import Request
 
-from app import multipart
+from app.http import multipart
 
 # Boundaries as clients send them (RFC 2046 characters), bodies built from the bytes that matter here.
 BOUNDARY = st.text("abcXYZ019'()+_,-./:=? ", min_size=1, max_size=12).map(str.encode)

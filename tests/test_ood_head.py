@@ -20,7 +20,7 @@ from training.__main__ import main
 @pytest.fixture(autouse=True)
 def _serving_gauge_restored():
     """Put the process-wide model_version_info gauge back as it was (the apps here serve beside the session's)."""
-    from app import metrics
+    from app.ops import metrics
 
     before = {tuple(sorted(s.labels.items())): s.value for m in metrics.MODEL_VERSION.collect() for s in m.samples}
     yield

@@ -192,8 +192,9 @@ def test_overload_answers_503_with_retry_after(copy_store):
 @pytest.mark.parametrize("error", [KeyError("bad metadata type from the store API"),
                                    OSError("bucket unreachable")])
 def test_poller_survives_any_store_error_and_picks_up_the_next_version(copy_store, monkeypatch, error):
-    from app import create_app, metrics
-    from app import version_store as service_module
+    from app import create_app
+    from app.ops import metrics
+    from app.serving import version_store as service_module
 
     counted_before = metrics.POLL_FAILURES._value.get()
     app = create_app({"MODEL_STORE": str(copy_store), "MODEL_POLL_SECONDS": 0.05})

@@ -13,7 +13,7 @@ import requests
 
 import model_store
 from app import create_app
-from app.rollout import bucket
+from app.rollouts.gate import bucket
 from model_store import version_labels
 from tests.conftest import free_port, start_gunicorn, stop, wait_ready
 from tests.test_abstain import BLUE, RED, _colour_model, _jpeg, _serving_gauge_restored  # noqa: F401

@@ -36,12 +36,12 @@ def test_other_preprocessing_is_served_with_a_warning(copy_store, caplog):
     meta_path = model_store.version_dir(copy_store, 1) / "metadata.json"
     meta = json.loads(meta_path.read_text())
     assert meta["preprocessing"] == model_store.PREPROCESSING_SPEC
-    with caplog.at_level("WARNING", logger="app.predictor"):
+    with caplog.at_level("WARNING", logger="app.serving.predictor"):
         create_app({"MODEL_STORE": str(copy_store), "MODEL_POLL_SECONDS": 0}).extensions["model_service"].stop()
     assert "other preprocessing" not in caplog.text
     meta["preprocessing"]["resize"] = "bilinear, whole image (aspect ratio not kept)"  # an older version's
     meta_path.write_text(json.dumps(meta))
-    with caplog.at_level("WARNING", logger="app.predictor"):
+    with caplog.at_level("WARNING", logger="app.serving.predictor"):
         app = create_app({"MODEL_STORE": str(copy_store), "MODEL_POLL_SECONDS": 0})
     app.extensions["model_service"].stop()
     assert "trained with other preprocessing (resize differ)" in caplog.text

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from app.explain import methods
-from app.openapi import spec
+from app.features.explain import methods
+from app.http.openapi import spec
 
 bp = Blueprint("docs", __name__)
 

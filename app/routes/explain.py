@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 import explain
-from app.errors import ApiError
-from app.explain import explain_image
-from app.inputs import decode_all, images_from_request
+from app.features.explain import explain_image
+from app.http.errors import ApiError
+from app.http.inputs import decode_all, images_from_request
 
 bp = Blueprint("explain", __name__)
 FORMATS = ("json", "png")

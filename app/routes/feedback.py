@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 import prediction_log
-from app import auth
-from app.errors import ApiError
-from app.inputs import json_object
-from app.logbook import get_logbook
-from app.model_service import get_service
+from app.access import auth
+from app.features.logbook import get_logbook
+from app.http.errors import ApiError
+from app.http.inputs import json_object
+from app.serving.model_service import get_service
 
 bp = Blueprint("feedback", __name__)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from app import logbook, request_id
-from app.classify import check_model, classify_routed, prediction
-from app.inputs import decode_all, images_from_request
-from app.model_service import get_service
+from app.features import logbook
+from app.http import request_id
+from app.http.inputs import decode_all, images_from_request
+from app.serving.classify import check_model, classify_routed, prediction
+from app.serving.model_service import get_service
 from model_store import MODEL_NAME
 
 bp = Blueprint("predict", __name__)

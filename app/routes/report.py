@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 import model_store
-from app.classify import check_model
-from app.errors import ApiError
-from app.model_service import get_service
+from app.http.errors import ApiError
+from app.serving.classify import check_model
+from app.serving.model_service import get_service
 
 bp = Blueprint("report", __name__)
 REPORT_FILE = model_store.REPORT_FILE

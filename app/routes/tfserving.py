@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from app.classify import check_model, classify, served_predictor
-from app.errors import ApiError
-from app.inputs import b64decode, check_count, decode_all, json_object
-from app.logbook import get_logbook
-from app.model_service import get_service
+from app.features.logbook import get_logbook
+from app.http.errors import ApiError
+from app.http.inputs import b64decode, check_count, decode_all, json_object
+from app.serving.classify import check_model, classify, served_predictor
+from app.serving.model_service import get_service
 from model_store import MODEL_NAME
 
 bp = Blueprint("tfserving", __name__, url_prefix="/v1/models")

@@ -10,13 +10,14 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from PIL import Image
 
 import model_store
-from app import auth, logbook
-from app.classify import classify, prediction
-from app.errors import ApiError
-from app.explain import explain_image
-from app.inputs import decode_all, images_from_request
-from app.model_service import get_service
+from app.access import auth
+from app.features import logbook
+from app.features.explain import explain_image
+from app.http.errors import ApiError
+from app.http.inputs import decode_all, images_from_request
 from app.routes.report import report_exists
+from app.serving.classify import classify, prediction
+from app.serving.model_service import get_service
 
 bp = Blueprint("ui", __name__)
 LOGGED = ("label", "state", "probabilities", "model_version", "ood_score", "abstained")  # what the log keeps of a card

@@ -8,12 +8,12 @@ from flask import Blueprint, Response, jsonify, request
 
 import explain
 import runtimes
-from app import v2_binary
-from app.classify import check_model, classify, served_predictor
-from app.errors import ApiError
-from app.explain import explain_image
-from app.inputs import b64decode, check_count, decode_all, json_object
-from app.model_service import get_service
+from app.features.explain import explain_image
+from app.http import v2_binary
+from app.http.errors import ApiError
+from app.http.inputs import b64decode, check_count, decode_all, json_object
+from app.serving.classify import check_model, classify, served_predictor
+from app.serving.model_service import get_service
 from model_store import MODEL_NAME
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")

@@ -16,11 +16,11 @@ import numpy as np
 from flask import current_app
 
 import explain
-from app import metrics
-from app.batching import LOW
-from app.classify import classify, prediction
-from app.errors import ApiError
-from app.model_service import Classified, get_service
+from app.http.errors import ApiError
+from app.ops import metrics
+from app.serving.batching import LOW
+from app.serving.classify import classify, prediction
+from app.serving.model_service import Classified, get_service
 
 
 @dataclass

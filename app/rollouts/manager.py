@@ -15,10 +15,10 @@ from collections import deque
 import numpy as np
 
 import model_store
-from app import metrics
-from app.batching import LOW, Batcher, OverloadedError
-from app.predictor import ModelLoadError
-from app.rollout import PROMOTED, REJECTED, Bounds, Candidate, accuracy_gate, bucket
+from app.ops import metrics
+from app.rollouts.gate import PROMOTED, REJECTED, Bounds, Candidate, accuracy_gate, bucket
+from app.serving.batching import LOW, Batcher, OverloadedError
+from app.serving.predictor import ModelLoadError
 from model_store import decision, version_labels
 
 log = logging.getLogger(__name__)

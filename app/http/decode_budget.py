@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from app import metrics
+from app.ops import metrics
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3

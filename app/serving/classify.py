@@ -7,13 +7,14 @@ import time
 import numpy as np
 from flask import g, request
 
-from app import metrics, request_id
-from app.batching import HIGH, OverloadedError
-from app.disconnect import client_gone_check
-from app.errors import ApiError
-from app.model_service import Classified, ClientGoneError, VersionNotServedError, get_service
-from app.predictor import Predictor
-from app.rollout import PROMOTED, REJECTED
+from app.http import request_id
+from app.http.disconnect import client_gone_check
+from app.http.errors import ApiError
+from app.ops import metrics
+from app.rollouts.gate import PROMOTED, REJECTED
+from app.serving.batching import HIGH, OverloadedError
+from app.serving.model_service import Classified, ClientGoneError, VersionNotServedError, get_service
+from app.serving.predictor import Predictor
 from model_store import MODEL_NAME
 
 

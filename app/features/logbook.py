@@ -14,8 +14,10 @@ from collections import OrderedDict
 from flask import Flask, current_app, g
 
 import prediction_log
-from app import auth, metrics, request_id
-from app.model_service import get_service
+from app.access import auth
+from app.http import request_id
+from app.ops import metrics
+from app.serving.model_service import get_service
 
 # Request ids remembered for feedback without reading the log back (about 200 bytes each).
 REMEMBERED = 100_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from app import metrics
-from app.predictor import ModelLoadError
+from app.ops import metrics
+from app.serving.predictor import ModelLoadError
 from model_store import version_labels
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ import time
 from flask import Flask, current_app, g, request
 
 import api_keys
-from app import metrics
-from app.errors import ApiError
-from app.fair_share import FairShare, RateLimit
+from app.access.fair_share import FairShare, RateLimit
+from app.http.errors import ApiError
+from app.ops import metrics
 
 log = logging.getLogger(__name__)
 

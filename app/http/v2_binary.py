@@ -6,7 +6,7 @@ import struct
 
 import numpy as np
 
-from app.errors import ApiError
+from app.http.errors import ApiError
 
 HEADER = "Inference-Header-Content-Length"
 

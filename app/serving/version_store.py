@@ -8,8 +8,8 @@ import logging
 
 import model_store
 import runtimes
-from app import metrics
-from app.predictor import ModelLoadError, Predictor, load_predictor
+from app.ops import metrics
+from app.serving.predictor import ModelLoadError, Predictor, load_predictor
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import json
 import numpy as np
 from flask import current_app, request
 
-from app.decode_budget import BudgetTimeoutError
-from app.errors import ApiError
+from app.http.decode_budget import BudgetTimeoutError
+from app.http.errors import ApiError
 from model_store import InvalidImageError, preprocess_image
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app import metrics
-from app.batching import Batcher
-from app.predictor import Predictor
+from app.ops import metrics
+from app.serving.batching import Batcher
+from app.serving.predictor import Predictor
 
 CANDIDATE, REJECTED, PROMOTED = "candidate", "rejected", "promoted"
 

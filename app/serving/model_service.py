@@ -1,6 +1,6 @@
 """The model resource: the serving version and its batcher, swapped on hot reload. Version selection and
-loading live in app/version_store.py, polling in app/version_poller.py, the request path in app/inference.py,
-the candidate in app/rollout_manager.py."""
+loading live in version_store.py, polling in version_poller.py, the request path in inference.py (all in
+app/serving/), the candidate in app/rollouts/manager.py."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import threading
 
 from flask import Flask, current_app, g
 
-from app import metrics
-from app.batching import Batcher
-from app.inference import Classified, ClientGoneError, Gateway, VersionNotServedError
-from app.predictor import ModelLoadError, Predictor
-from app.rollout_manager import RolloutManager
-from app.version_poller import VersionPoller
-from app.version_store import VersionStore
+from app.ops import metrics
+from app.rollouts.manager import RolloutManager
+from app.serving.batching import Batcher
+from app.serving.inference import Classified, ClientGoneError, Gateway, VersionNotServedError
+from app.serving.predictor import ModelLoadError, Predictor
+from app.serving.version_poller import VersionPoller
+from app.serving.version_store import VersionStore
 from explain.occlusion import IMAGES_PER_EXPLANATION
 from model_store import version_labels
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import model_store
-from app import metrics
-from app.batching import HIGH, Batcher, OverloadedError
-from app.predictor import Predictor, policy_of
+from app.ops import metrics
+from app.serving.batching import HIGH, Batcher, OverloadedError
+from app.serving.predictor import Predictor, policy_of
 from model_store import decision
 
 if TYPE_CHECKING:
-    from app.model_service import ModelService
+    from app.serving.model_service import ModelService
 
 
 class ClientGoneError(Exception):

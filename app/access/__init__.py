@@ -1,0 +1,1 @@
+"""Access: API keys and scopes, the fair share per client."""

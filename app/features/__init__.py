@@ -1,0 +1,1 @@
+"""Features beside prediction: explanations and the prediction log."""

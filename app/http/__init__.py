@@ -1,0 +1,1 @@
+"""HTTP plumbing: errors, security headers, request ids, uploads and inputs, V2 binary tensors, OpenAPI."""

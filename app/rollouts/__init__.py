@@ -1,0 +1,1 @@
+"""Rollouts: the candidate's gate and the labels-driven manager."""

@@ -11,7 +11,7 @@ ranked by its mean AUROC and mean share abstained over the unseen kinds of every
 - energy: -logsumexp of the class logits (recomputed from the penultimate features and the head)
 - mahalanobis: distance of the penultimate (fc7) features to the nearest class mean, tied covariance
   (Ledoit-Wolf), fitted on training photos; mahalanobis-k: the same in the top-k principal directions
-  (what the fused head computes in the served graph: training/ood_head.py)
+  (what the fused head computes in the served graph: training/net/ood_head.py)
 - knn: cosine distance to the k-th nearest training photo's penultimate features
 - other+maha-k@w: the "other" logit margin plus w x the mahalanobis-k distance, both standardised on the
   validation photos (what the fused head serves)
@@ -29,7 +29,9 @@ from sklearn.metrics import roc_auc_score
 
 import model_store
 from model_store import ood
-from training import abstain, cache, data, export, ood_head
+from training.finish import abstain, export
+from training.inputs import cache, data
+from training.net import ood_head
 
 KNN_K = 10
 WEIGHTS = (0.5, 1.0, 2.0)

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 import model_store
 from bench.server import free_port, start_gunicorn, stop, wait_ready
-from training import data, negatives
+from training.inputs import data, negatives
 
 TARGETS = {"mean_auroc": 0.90, "kind_auroc": 0.85, "kind_abstain": 0.60, "val_abstain": 0.03, "val_accuracy": 0.94}
 

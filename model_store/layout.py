@@ -10,7 +10,7 @@ from pathlib import Path
 MODEL_NAME = "alexnet"
 MODEL_FILE = "alexnet.h5"
 METADATA_FILE = "metadata.json"
-REPORT_FILE = "report.html"  # the model report (training/report.py), optional
+REPORT_FILE = "report.html"  # the model report (training/finish/report.py), optional
 
 
 class ModelNotFoundError(FileNotFoundError):

@@ -54,7 +54,7 @@ def _colour_model(head: str = "msp"):
     builds), green is "other": a grey image has p(other) 0.96, a red or blue one 0.005."""
     import keras
 
-    from training.model import other_class_head
+    from training.net.model import other_class_head
 
     inputs = keras.Input((227, 227, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255)(inputs)
@@ -83,7 +83,7 @@ def _folder(root, per_colour: dict, seed: int = 0):
 def colour_store(request, tmp_path_factory):
     """A version of the colour model (each OOD head) with OpenVINO float32 and int8 exports and a threshold
     fitted by `training calibrate` on grey photos (never trained on: every one is measured)."""
-    from training import export
+    from training.finish import export
 
     base = tmp_path_factory.mktemp(f"colour-{request.param}")
     val = _folder(base / "val", {"cats": RED, "dogs": BLUE}, 100)

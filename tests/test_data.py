@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from model_store import preprocess_image
-from training import data, pipeline
+from training.inputs import data, pipeline
 
 
 @pytest.fixture

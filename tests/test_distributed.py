@@ -13,7 +13,8 @@ import pytest
 
 import model_store
 from tests.conftest import ROOT, free_port
-from training import distributed, pipeline
+from training.fit import distributed
+from training.inputs import pipeline
 
 
 def _config(kind: str, index: int, workers: int = 2, chief: bool = False) -> dict:

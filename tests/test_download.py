@@ -41,7 +41,7 @@ def test_download_unpacks_folder_per_class(archive_server, tmp_path, capsys):
     assert not list(tmp_path.rglob("escape.jpg"))  # a ../ member is never extracted
     assert not list(dest.glob("*.zip*"))  # archive removed, no partial file left
     # The training loader then skips the empty file and ignores Thumbs.db.
-    from training import data
+    from training.inputs import data
 
     image_set = data.load_folder(dest)
     assert image_set.counts() == {"cats": 3, "dogs": 3}

@@ -91,7 +91,7 @@ def test_occlusion_through_the_openvino_runtime(model, tmp_path):
     import openvino as ov
 
     from runtimes.openvino_ir import OpenVinoRuntime
-    from training.export import convert
+    from training.finish.export import convert
 
     ov.save_model(convert(model), tmp_path / "region.xml")
     runtime = OpenVinoRuntime(tmp_path / "region.xml")
@@ -110,7 +110,7 @@ def test_heatmaps_are_deterministic(model):
 
 
 def test_gradcam_uses_the_last_convolution_block():
-    from training.model import build_alexnet
+    from training.net.model import build_alexnet
 
     assert target_layer(build_alexnet()) == "conv5_relu"  # BN and ReLU of conv5, before the last pooling
     assert target_layer(region_model()) == "mask"

@@ -3,7 +3,7 @@
 import numpy as np
 from keras import layers
 
-from training.model import build_alexnet, other_class_head
+from training.net.model import build_alexnet, other_class_head
 
 
 def test_layer_plan():
@@ -36,7 +36,7 @@ def test_mixed_precision_model_exports_and_serves_in_float32():
     import keras
     import numpy as np
 
-    from training.export import convert, float32_copy, quantize
+    from training.finish.export import convert, float32_copy, quantize
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -62,7 +62,8 @@ def test_other_class_head_outputs_the_classes_of_a_k_plus_1_softmax_and_trains_t
     import numpy as np
     import tensorflow as tf
 
-    from training import losses, pipeline
+    from training.inputs import pipeline
+    from training.net import losses
 
     labels = tf.constant([0, -1, 1])
     np.testing.assert_array_equal(pipeline.targets(labels, 2, other_class=True), [[1, 0], [0, 0], [0, 1]])

@@ -1,4 +1,4 @@
-"""The fused OOD head (training/ood_head.py, `python -m training ood-head`) and kinds held out whole."""
+"""The fused OOD head (training/net/ood_head.py, `python -m training ood-head`) and kinds held out whole."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import model_store
 import runtimes
 from app import create_app
 from model_store import decision, ood
-from training import negatives, ood_head
 from training.__main__ import main
+from training.inputs import negatives
+from training.net import ood_head
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,7 @@ def _model():
     colour, then the "other" head (cats = red, dogs = blue, green = other)."""
     import keras
 
-    from training.model import other_class_head
+    from training.net.model import other_class_head
 
     inputs = keras.Input((227, 227, 3), name="image")
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1.0 / 255)(inputs))
@@ -122,7 +123,7 @@ def test_unseen_kinds_are_drawn_by_seed_named_or_refused(tmp_path):
 @pytest.fixture(scope="module")
 def fused_store(tmp_path_factory):
     """Version 1: the tiny model with its "other" output, exported; version 2: `ood-head` of it."""
-    from training import export
+    from training.finish import export
 
     base = tmp_path_factory.mktemp("ood-head")
     train = _folder(base / "train", {"cats": RED, "dogs": BLUE}, 12, 0)

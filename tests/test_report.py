@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from training.report import calibration
+from training.finish.report import calibration
 
 
 def test_calibration_bins_and_ece_by_hand():

@@ -96,7 +96,7 @@ def test_dataflow_pipeline_is_built_without_submitting(gcs):
 
     from scoring import pipeline
     from scoring.handler import RuntimeModelHandler
-    from training.score import pipeline_options
+    from training.evaluation.score import pipeline_options
 
     bucket = gcs.removeprefix("gs://").split("/")[0]  # the options' checks of temp_location reach the emulator
     runner, options = pipeline_options(["--runner", "DataflowRunner", "--project", "my-project", "--region",

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import model_store
-from training import budget, cache, data, pipeline, precision, resume
 from training.__main__ import main
+from training.fit import budget, resume
+from training.inputs import cache, data, pipeline
+from training.net import precision
 
 
 @pytest.fixture
@@ -201,7 +203,7 @@ def test_budget_schedule_is_the_cosine_schedule_until_time_runs_ahead():
 
 @pytest.mark.trains
 def test_deadline_stops_a_run_that_would_overrun_its_budget(tmp_path, two_folders, tiny_data, monkeypatch):
-    from training import train as train_module
+    from training.fit import train as train_module
 
     # Plan as if the host were 100x faster than measured: only the deadline can keep the budget.
     monkeypatch.setattr(budget, "PIPELINE_SHARE", 100.0)
@@ -250,7 +252,7 @@ def test_negatives_share_fills_every_epoch_to_that_share():
 
 
 def test_synthetic_training_negatives_are_made_once_per_seed_and_remade_where_missing(tmp_path):
-    from training import negatives, synthetic
+    from training.inputs import negatives, synthetic
 
     folder = synthetic.training_folder(8, 3, tmp_path)
     found = negatives.kinds([folder])
@@ -271,7 +273,7 @@ def test_synthetic_training_negatives_are_made_once_per_seed_and_remade_where_mi
 
 
 def test_a_budget_too_small_for_this_host_is_named_with_the_one_that_would_do():
-    from training import budget
+    from training.fit import budget
 
     slow = budget.forecast(10, 12.5)  # a 2-core AVX2-only host's bare step
     assert slow is not None and "0.64" in slow and "DEMO_BUDGET=27" in slow

@@ -15,20 +15,11 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training import (
-        calibrate,
-        deletion,
-        download,
-        evaluate,
-        export,
-        feedback,
-        fuse,
-        label,
-        publish,
-        report,
-        score,
-        train,
-    )
+    from training.commands import calibrate, fuse, label
+    from training.evaluation import deletion, evaluate, feedback, score
+    from training.finish import export, publish, report
+    from training.fit import train
+    from training.inputs import download
 
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

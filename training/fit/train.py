@@ -16,23 +16,11 @@ import tensorflow as tf
 
 import model_store
 from model_store import ood
-from training import (
-    budget,
-    cache,
-    data,
-    distributed,
-    finish,
-    loop,
-    losses,
-    negatives,
-    options,
-    pipeline,
-    plots,
-    precision,
-    resume,
-    synthetic,
-)
-from training.model import build_alexnet
+from training.finish import finish, plots
+from training.fit import budget, distributed, loop, options, resume
+from training.inputs import cache, data, negatives, pipeline, synthetic
+from training.net import losses, precision
+from training.net.model import build_alexnet
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +38,10 @@ def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
                                                   args.seed if args.unseen_seed is None else args.unseen_seed)
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
-    if args.synthetic_negatives:  # generated images of no class, beside the photos (training/synthetic.py)
+    if args.synthetic_negatives:  # generated images of no class, beside the photos (training/inputs/synthetic.py)
         made = synthetic.training_folder(args.synthetic_negatives, args.seed, args.cache_dir)
         args.negatives = [*(args.negatives or []), str(made)]
-    if args.negatives:  # photos of other things, trained towards "unsure" (training/negatives.py)
+    if args.negatives:  # photos of other things, trained towards "unsure" (training/inputs/negatives.py)
         pairs = pairs + negatives.split(args.negatives, args.negatives_holdout, args.seed, args.unseen_names)[0]
     cache_dir = None if args.no_cache else (args.cache_dir or cache.default_cache_dir())
     started = time.time()
@@ -294,7 +282,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of the validation photos the fitted abstain threshold abstains on")
     parser.add_argument("--model-store", default="model_store",
                         help="store to publish the version into (a folder or gs://bucket/prefix)")
-    options.add_to(parser)  # the recipe: training/options.py
+    options.add_to(parser)  # the recipe: training/fit/options.py
     parser.add_argument("--strategy", default="auto", choices=distributed.CHOICES,
                         help="auto: multi-worker when TF_CONFIG names several workers, else all GPUs, else one CPU")
     parser.add_argument("--resume", action="store_true",

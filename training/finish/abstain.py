@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from model_store import decision, ood
-from training import cache, negatives, synthetic
+from training.inputs import cache, negatives, synthetic
 
 log = logging.getLogger(__name__)
 

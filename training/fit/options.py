@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from training import negatives, pipeline, precision
+from training.inputs import negatives, pipeline
+from training.net import precision
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 import model_store
-from training.model import build_alexnet
+from training.net.model import build_alexnet
 
 log = logging.getLogger(__name__)
 

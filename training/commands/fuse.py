@@ -1,6 +1,6 @@
 """`python -m training ood-head`: publish a version's model with the fused OOD head as a new version.
 
-`train` fuses the head itself (`--ood-head-weight`, training/ood_head.py); this command gives one to a
+`train` fuses the head itself (`--ood-head-weight`, training/net/ood_head.py); this command gives one to a
 version trained before, or another weight. The source version is never changed: a published version is
 immutable, and servers that serve it keep its answers. The new version carries the same training record
 (history, curves), its own exports, abstain threshold, figures and report, and `derived_from`.
@@ -17,7 +17,9 @@ import numpy as np
 
 import model_store
 from model_store import ood
-from training import abstain, cache, data, export, ood_head, report
+from training.finish import abstain, export, report
+from training.inputs import cache, data
+from training.net import ood_head
 
 TRAIN_IMAGES = 3000  # training photos whose features the statistics are fitted on
 COPIED = ("history.csv", "curves.png")

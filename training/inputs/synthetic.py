@@ -96,9 +96,9 @@ def images(kind: str, n: int, seed: int = 0) -> np.ndarray:
 def training_folder(n: int, seed: int, root: str | os.PathLike | None = None) -> Path:
     """A folder of n training negatives (one subfolder per TRAINING_KINDS kind, `synthetic-<kind>`), made
     once per (n, seed) in the decode cache and reused: the same files at training and calibration time."""
-    from training import cache
+    from training.inputs import cache
 
-    # The measured images use the version's seed itself (training/abstain.py); training images use
+    # The measured images use the version's seed itself (training/finish/abstain.py); training images use
     # 10,000 + seed, a stream of their own.
     folder = Path(root or cache.default_cache_dir()) / f"synthetic-negatives-{n}-{seed}"
     if folder.is_dir():

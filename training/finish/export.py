@@ -21,7 +21,7 @@ import numpy as np
 import model_store
 import runtimes
 from model_store import ood
-from training import abstain
+from training.finish import abstain
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -75,7 +75,7 @@ def quantize(ov_model: ov.Model, calibration: np.ndarray) -> ov.Model:
         # abstaining, moves by several points (validation photos' median 0.028 -> 0.068 measured).
         patterns = [r".*/predictions[^/]*/MatMul"]
         if any("/ood_" in op.get_friendly_name() for op in ov_model.get_ordered_ops()):
-            # The fused OOD head (training/ood_head.py) squares feature differences: 8-bit inputs there
+            # The fused OOD head (training/net/ood_head.py) squares feature differences: 8-bit inputs there
             # would move the distance, and with it the "other" score, far more than the classes'.
             patterns.append(r".*/ood_[^/]*/.*")
         ignored = nncf.IgnoredScope(patterns=patterns, validate=False)
@@ -169,7 +169,7 @@ def summary(found: dict[str, dict]) -> str:
 
 def validation_of(metadata: dict, val_dir: str | None = None, seed: int = 1337):
     """A version's validation photos: its --val-dir, else the same held-out split train made."""
-    from training import cache, data
+    from training.inputs import cache, data
 
     ds = metadata.get("dataset") or {}
     val_dir = val_dir or ds.get("val_dir")
@@ -186,7 +186,7 @@ def validation_of(metadata: dict, val_dir: str | None = None, seed: int = 1337):
 
 
 def _calibration_and_validation(args, metadata: dict):
-    from training import data
+    from training.inputs import data
 
     ds = metadata.get("dataset") or {}
     train_dirs = args.data_dir or ds.get("train_dirs")

@@ -12,7 +12,7 @@ import keras
 
 import model_store
 from model_store import ood
-from training import abstain, export, report, workspace
+from training.finish import abstain, export, report, workspace
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,14 +17,15 @@ import tensorflow as tf
 
 import model_store
 import runtimes
-from training import data, options
+from training.fit import options
+from training.inputs import data
 
 log = logging.getLogger(__name__)
 
 
 def export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set: data.ImageSet, seed: int) -> dict:
     """OpenVINO float32 + int8 models in the version folder, with each runtime's validation accuracy."""
-    from training import export
+    from training.finish import export
 
     if not runtimes.installed("openvino") or importlib.util.find_spec("nncf") is None:
         log.warning("openvino/nncf not installed: version has alexnet.h5 only (serving needs TensorFlow)")
@@ -39,7 +40,7 @@ def export(folder: Path, model: keras.Model, train_set: data.ImageSet, val_set: 
 def abstain(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, rate: float
             ) -> tuple[dict, dict | None]:
     """Fit the abstain threshold of a version trained with negatives: (metadata, raw scores for the report)."""
-    from training import abstain
+    from training.finish import abstain
 
     sets = abstain.sets_for(meta, val_set.images, val_set.labels)
     if sets is None:
@@ -50,7 +51,7 @@ def abstain(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet
 def report(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet, source: str,
            ood_raw: dict | None = None) -> None:
     """report.html in the version folder, published with it."""
-    from training import report
+    from training.finish import report
 
     started = time.time()
     report.write(folder, report.build(model, meta, None, val_set, folder / "history.csv", str(source), ood_raw))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from model_store import IMAGE_SIZE, PREPROCESSING_SPEC
-from training import data
+from training.inputs import data
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import os
 import random
 from pathlib import Path
 
-from training.data import IMAGE_EXTENSIONS
+from training.inputs.data import IMAGE_EXTENSIONS
 
 NEGATIVE = -1  # the label of a negative in (path, label) pairs and label arrays
 HOLDOUT = 0.3  # fraction of every kind kept out of training, to measure abstention on

@@ -17,7 +17,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import losses, pipeline, resume
+from training.fit import resume
+from training.inputs import pipeline
+from training.net import losses
 
 log = logging.getLogger(__name__)
 

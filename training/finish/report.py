@@ -20,9 +20,10 @@ from PIL import Image
 
 import explain
 import model_store
-from training import data, plots, workspace
-from training.evaluate import metrics
-from training.inference import load_version, predict_arrays
+from training.evaluation.evaluate import metrics
+from training.evaluation.inference import load_version, predict_arrays
+from training.finish import plots, workspace
+from training.inputs import data
 
 log = logging.getLogger(__name__)
 GALLERY = 8
@@ -94,7 +95,7 @@ def _abstain(model, metadata: dict, image_set: data.ImageSet, raw: dict | None) 
     meta = metadata.get("ood")
     if not meta:
         return ""
-    from training import abstain
+    from training.finish import abstain
 
     if raw is None:  # recompute the reference's scores on the version's own measuring sets
         sets = abstain.sets_for(metadata, image_set.images, image_set.labels)

@@ -1,0 +1,1 @@
+"""Commands that derive a version from a published one: calibrate, ood-head, label."""

@@ -1,0 +1,1 @@
+"""Finishing a version: export, abstain threshold, report and plots, publishing."""

@@ -1,0 +1,1 @@
+"""Fitting: the train command, the loop, time budgets, resume, multi-worker, options."""

@@ -1,0 +1,1 @@
+"""Training inputs: folder datasets, negatives, synthetic images, downloads, the tf.data pipeline and its cache."""

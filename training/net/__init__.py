@@ -1,0 +1,1 @@
+"""The network: AlexNet, its losses, precision policy and the fused OOD head."""

@@ -107,7 +107,7 @@ $(BENTO)/bin/bentoml: bench/requirements-bentoml.txt
 	touch $@
 
 soak: install
-	$(BIN)/python -m bench.soak --model-store $(MODEL_STORE)
+	$(BIN)/python -m bench.drive.soak --model-store $(MODEL_STORE)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache evaluation

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import model_store
 import runtimes
-from bench import bento, checks, load, paired, raw, report, wrk
-from bench.cpu import CpuMeter
-from bench.server import ROOT, children, free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
+from bench.drive import load, paired, raw, wrk
+from bench.drive.server import ROOT, children, free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
+from bench.peers import bento
+from bench.reports import checks, report
+from bench.reports.cpu import CpuMeter
 
 SHARED_VAL = ROOT.parent / "shared" / "data" / "cats_dogs" / "validation"
 
@@ -56,7 +58,7 @@ def _serve_and_drive(proc_factory, drive, levels: list[int], measure_child: bool
 
 def raw_rss(pid: int) -> float:
     """RSS of a process and all its descendants, MB (BentoML runs its service in child processes)."""
-    from bench.server import rss_mb
+    from bench.drive.server import rss_mb
 
     todo, total = [pid], 0.0
     while todo:
@@ -70,7 +72,7 @@ def _naive(store: str, port: int) -> subprocess.Popen:
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     env = {**os.environ, "MODEL_STORE": store, "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([gunicorn, "-w", "1", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}",
-                             "--timeout", "120", "bench.naive_app:app"], cwd=ROOT, env=env,
+                             "--timeout", "120", "bench.peers.naive_app:app"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True)
 
 
@@ -84,7 +86,7 @@ def _driver(args, bodies):
 
 
 def _raw(store: str, variant: str, seconds: float) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.raw", "--model-store", store, "--runtime", variant,
+    out = subprocess.run([sys.executable, "-m", "bench.drive.raw", "--model-store", store, "--runtime", variant,
                           "--seconds", str(seconds)], cwd=ROOT, check=True, capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if "skipped" in result:
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: same gunicorn, no model, {'parse + decode' if decode == '1' else 'parse only'} ...",
                   flush=True)
             servers[name] = _serve_and_drive(
-                lambda port, d=decode: start_gunicorn(store, port, {"FLOOR_DECODE": d}, app="bench.floor_app:app",
+                lambda port, d=decode: start_gunicorn(store, port, {"FLOOR_DECODE": d}, app="bench.peers.floor_app:app",
                                                       output=subprocess.DEVNULL), drive, levels)
 
     result = {

@@ -107,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FAIR_SHARE_SLOTS", int, 4, "prediction requests in flight per worker that active clients share: "
             "when they are all taken, a client holding more than its share gets 429 (a client alone may use "
             "every thread; more slots: bigger batches under contention, slower answers for polite clients; "
-            "`python -m bench.fair_share --slots N` measures it); 0 = off", low=0),
+            "`python -m bench.drive.fair_share --slots N` measures it); 0 = off", low=0),
     Setting("FEEDBACK_PER_MINUTE", float, 30.0, "feedback each key may post per minute (with keys on; per-key "
             "`feedback_per_minute` overrides)", positive=True),
     # Requests, batching and limits.

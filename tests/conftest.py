@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.server import free_port, start_gunicorn, stop, wait_ready
+from bench.drive.server import free_port, start_gunicorn, stop, wait_ready
 
 __all__ = ["free_port", "start_gunicorn", "stop", "wait_ready"]
 

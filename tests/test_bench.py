@@ -4,7 +4,7 @@ import os
 import threading
 import time
 
-from bench import checks, cpu, report
+from bench.reports import checks, cpu, report
 
 
 def test_thread_cpu_sees_a_busy_thread():
@@ -99,7 +99,7 @@ def test_tree_cpu_counts_child_processes():
 
 
 def test_paired_rounds_alternate_and_report_medians(monkeypatch):
-    from bench import paired
+    from bench.drive import paired
 
     started, stopped, calls = [], [], []
     monkeypatch.setattr(paired, "start_gunicorn", lambda store, port, env: started.append(env["MODEL_RUNTIME"])
@@ -140,7 +140,7 @@ def test_paired_rounds_alternate_and_report_medians(monkeypatch):
 
 
 def test_raw_batch1_is_the_mean_time_per_call(monkeypatch):
-    from bench import paired
+    from bench.drive import paired
 
     now, calls = [0.0], []
     monkeypatch.setattr(paired.time, "perf_counter", lambda: now[0])  # a clock that only calls move

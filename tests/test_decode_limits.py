@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 from app.http.decode_budget import BudgetTimeoutError, DecodeBudget
-from bench.server import worker_rss_mb
+from bench.drive.server import worker_rss_mb
 from model_store import InvalidImageError, preprocess_image, preprocessing
 from tests.conftest import free_port, start_gunicorn, stop, wait_ready
 

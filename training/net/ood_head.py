@@ -22,7 +22,7 @@ from sklearn.covariance import LedoitWolf
 FEATURE_LAYER = "fc7_relu"
 HEAD_INPUT = "fc7_dropout"  # what the "scores" layer reads (equal to FEATURE_LAYER at inference)
 DIMS = 256  # principal directions the distance is measured in
-WEIGHT = 1.0  # the distance's weight against the "other" logit, both standardised (bench.ood_methods)
+WEIGHT = 1.0  # the distance's weight against the "other" logit, both standardised (bench.quality.ood_methods)
 
 
 def features(model, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:

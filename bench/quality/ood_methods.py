@@ -1,4 +1,4 @@
-"""`python -m bench.ood_methods`: compare out-of-distribution scores on versions trained with kinds held out.
+"""`python -m bench.quality.ood_methods`: compare out-of-distribution scores on versions trained with kinds held out.
 
 Each version named (`--model-store S [--version N]`, repeatable: one per kind fold) is scored with every
 method; each method is thresholded to abstain on the same share of the validation photos, then measured on

@@ -5,7 +5,7 @@ import os
 import numpy as np
 from flask import jsonify, request
 
-from bench.baseline import bare_app
+from bench.peers.baseline import bare_app
 from model_store import preprocess_image
 
 DECODE = os.environ.get("FLOOR_DECODE", "1") == "1"

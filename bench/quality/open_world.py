@@ -1,4 +1,4 @@
-"""`python -m bench.open_world`: "neither" on kinds a version never saw, through the production server.
+"""`python -m bench.quality.open_world`: "neither" on kinds a version never saw, through the production server.
 
 Starts gunicorn on a store's newest version (default configuration: `auto` runtime, the version's own
 threshold), uploads every validation photo and every photo of the version's unseen kinds (`train
@@ -21,7 +21,7 @@ import requests
 from sklearn.metrics import roc_auc_score
 
 import model_store
-from bench.server import free_port, start_gunicorn, stop, wait_ready
+from bench.drive.server import free_port, start_gunicorn, stop, wait_ready
 from training.inputs import data, negatives
 
 TARGETS = {"mean_auroc": 0.90, "kind_auroc": 0.85, "kind_abstain": 0.60, "val_abstain": 0.03, "val_accuracy": 0.94}

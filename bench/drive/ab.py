@@ -1,4 +1,4 @@
-"""`python -m bench.ab`: one server setting against another, both servers up, measured in turns.
+"""`python -m bench.drive.ab`: one server setting against another, both servers up, measured in turns.
 
 A-B-B-A rounds at 32 clients (img/s), then rounds at 1 client (p50), each side seconds apart from the
 other so host drift cancels; medians and B/A ratios at the end. For settings whose cost must stay within a
@@ -12,8 +12,9 @@ import json
 import statistics
 from pathlib import Path
 
-from bench import cpu, load, wrk
-from bench.server import ROOT, free_port, start_gunicorn, stop, wait_ready
+from bench.drive import load, wrk
+from bench.drive.server import ROOT, free_port, start_gunicorn, stop, wait_ready
+from bench.reports import cpu
 
 SHARED_VAL = ROOT.parent / "shared" / "data" / "cats_dogs" / "validation"
 
@@ -24,7 +25,7 @@ def _env(items: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print each round and the medians; exit 0."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.drive.ab", description=__doc__)
     parser.add_argument("--model-store", default="model_store")
     parser.add_argument("--a", action="append", default=[], metavar="KEY=VALUE", help="server A's environment")
     parser.add_argument("--b", action="append", default=[], metavar="KEY=VALUE", help="server B's environment")

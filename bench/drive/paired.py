@@ -13,13 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.server import free_port, start_gunicorn, stop, wait_ready
+from bench.drive.server import free_port, start_gunicorn, stop, wait_ready
 
 Drive = Callable[..., dict]
 
 
 def raw_batch1_ms(predict: Callable[[np.ndarray], object], seconds: float = 2.0) -> float:
-    """Mean ms per back-to-back batch-1 call over `seconds`: the same figure as bench.raw's batch 1."""
+    """Mean ms per back-to-back batch-1 call over `seconds`: the same figure as bench.drive.raw's batch 1."""
     x = np.random.default_rng(0).integers(0, 256, (1, 227, 227, 3), dtype=np.uint8)
     for _ in range(5):
         predict(x)

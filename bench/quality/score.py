@@ -1,10 +1,10 @@
-"""`python -m bench.score`: batch scoring's throughput and memory against the alternatives on one host.
+"""`python -m bench.quality.score`: batch scoring's throughput and memory against the alternatives on one host.
 
 - `python -m training score` on a folder (default: the 2,000 shared training photos): img/s over the whole
   job (start-up included) and the peak RSS of its process tree (the FnApiRunner's workers included);
 - a loop of `python -m training predict` over a few of the same photos, one process per photo: img/s.
 
-Compare with our server's img/s at 32 clients from `make bench` (or `python -m bench.ab`) on the same host.
+Compare with our server's img/s at 32 clients from `make bench` (or `python -m bench.drive.ab`) on the same host.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.server import ROOT, children, rss_mb
+from bench.drive.server import ROOT, children, rss_mb
 
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "cats_dogs" / "train"
 
@@ -60,7 +60,7 @@ def _run_sampled(cmd: list[str]) -> tuple[float, float, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the figures (and write them as JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.quality.score", description=__doc__)
     parser.add_argument("--model-store", default="model_store")
     parser.add_argument("--input", default=str(SHARED_TRAIN))
     parser.add_argument("--predict-files", type=int, default=10, help="photos for the `training predict` loop")

@@ -1,4 +1,4 @@
-"""`python -m bench.fair_share`: one key floods with 48 connections, another sends one request at a time.
+"""`python -m bench.drive.fair_share`: one key floods with 48 connections, another sends one request at a time.
 
 Starts the production server (default configuration) with API keys on and two keys, then measures the polite
 key's sequential /predict latency alone, and again while the flooder's connections send as fast as they can
@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 import api_keys
-from bench.load import BOUNDARY, load_bodies
-from bench.server import ROOT, free_port, start_gunicorn, stop, wait_ready
+from bench.drive.load import BOUNDARY, load_bodies
+from bench.drive.server import ROOT, free_port, start_gunicorn, stop, wait_ready
 
 TARGET_P50_RATIO = 3.0
 KEYS = {"flooder": "bench-flooder-key", "polite": "bench-polite-key"}
@@ -130,7 +130,7 @@ def _print(name: str, r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the scenario (and with --compare-off the same without the fair share); print the figures."""
-    parser = argparse.ArgumentParser(prog="python -m bench.fair_share", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.drive.fair_share", description=__doc__)
     parser.add_argument("--model-store", default=str(ROOT / "model_store"))
     parser.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "cats_dogs" / "validation"))
     parser.add_argument("--connections", type=int, default=48)

@@ -1,4 +1,4 @@
-"""Start the BentoML peer (bench/bento_service.py) from its own venv, on the same model version."""
+"""Start the BentoML peer (bench/peers/bento_service.py) from its own venv, on the same model version."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import subprocess
 from pathlib import Path
 
 import model_store
-from bench.server import ROOT
+from bench.drive.server import ROOT
 
 
 def start(python: str, store: str, port: int) -> subprocess.Popen:
-    """`bentoml serve bench.bento_service:AlexNet` on 127.0.0.1:port; ready when GET /readyz answers 200."""
+    """`bentoml serve bench.peers.bento_service:AlexNet` on 127.0.0.1:port; ready when GET /readyz answers 200."""
     version = model_store.latest_version(store)
     meta = model_store.read_metadata(store, version)
     env = {**os.environ, "ALEXNET_H5": str(model_store.version_dir(store, version) / model_store.MODEL_FILE),
            "ALEXNET_CLASSES": ",".join(meta["class_names"]), "TF_CPP_MIN_LOG_LEVEL": "2",
            "BENTOML_HOME": str(ROOT / ".bench" / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "True"}
     bentoml = str(Path(python).parent / "bentoml")
-    proc = subprocess.Popen([bentoml, "serve", "bench.bento_service:AlexNet", "--host", "127.0.0.1", "--port",
+    proc = subprocess.Popen([bentoml, "serve", "bench.peers.bento_service:AlexNet", "--host", "127.0.0.1", "--port",
                              str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     proc.ready_path = "/readyz"
     return proc

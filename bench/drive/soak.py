@@ -21,11 +21,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench import load
-from bench.server import free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
+from bench.drive import load
+from bench.drive.server import free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
 from tests import images
 
-SHARED_VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cats_dogs" / "validation"
+SHARED_VAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "cats_dogs" / "validation"
 
 
 def _flat(size: tuple[int, int], fmt: str) -> bytes:
@@ -98,7 +98,7 @@ def request_mix(photo_bodies: list[bytes]) -> list[tuple[str, str, str, bytes, i
 
 def main(argv: list[str] | None = None) -> int:
     """Run the soak and print the figures."""
-    parser = argparse.ArgumentParser(prog="python -m bench.soak")
+    parser = argparse.ArgumentParser(prog="python -m bench.drive.soak")
     parser.add_argument("--model-store", default="model_store")
     parser.add_argument("--images", default=str(SHARED_VAL))
     parser.add_argument("--requests", type=int, default=5000)

@@ -48,7 +48,7 @@ def _group(name: str | None) -> str:
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds used so far by a process and all its descendants that are still running."""
-    from bench.server import children
+    from bench.drive.server import children
 
     todo, total = [pid], 0.0
     while todo:

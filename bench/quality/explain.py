@@ -1,4 +1,4 @@
-"""Explanation cost and its effect on /predict: `python -m bench.explain --model-store S`.
+"""Explanation cost and its effect on /predict: `python -m bench.quality.explain --model-store S`.
 
 Per runtime (a gunicorn worker each, the production command): ms per explanation at one client for every
 method the runtime offers, then /predict latency at one client alone and while one client requests
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import requests
 
-from bench.load import load_bodies, run_level
-from bench.server import free_port, start_gunicorn, stop, wait_ready
+from bench.drive.load import load_bodies, run_level
+from bench.drive.server import free_port, start_gunicorn, stop, wait_ready
 
-OUT = Path(__file__).resolve().parent.parent / ".bench" / "results"  # ignored by git
+OUT = Path(__file__).resolve().parents[2] / ".bench" / "results"  # ignored by git
 
 
 def measure(store: str, runtime: str, bodies: list[bytes], n_explain: int, n_predict: int) -> dict:

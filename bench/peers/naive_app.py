@@ -8,7 +8,7 @@ import numpy as np
 from flask import jsonify, request
 
 import model_store
-from bench.baseline import bare_app
+from bench.peers.baseline import bare_app
 
 STORE = os.environ.get("MODEL_STORE", "model_store")
 _version = model_store.latest_version(STORE)

@@ -1,0 +1,1 @@
+"""Bench reports: targets and checks, CPU accounting, the printed tables."""

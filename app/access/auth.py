@@ -35,7 +35,6 @@ ROUTE_SCOPES = {
 MODEL_ROUTES = frozenset({"predict.predict", "explain.explain_route", "ui.submit", "tfserving.predict",
                           "v2.infer", "v2.explain_v2"})
 ANONYMOUS = "anonymous"
-DRAIN_LIMIT = 8 << 20  # bytes of a refused upload read to keep its connection; a bigger one closes it
 
 
 class Keys:
@@ -93,17 +92,6 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(message, 401, {"WWW-Authenticate": 'Bearer realm="alexnet", error="invalid_token"'})
 
 
-def _refuse(error: ApiError) -> ApiError:
-    """The error, after reading the unread upload: gunicorn drains at most 64 KiB itself and otherwise drops a
-    connection it has just answered as keep-alive, which breaks the client's next request on it."""
-    length = request.content_length
-    if length is not None and length <= DRAIN_LIMIT:
-        stream = request.stream
-        while stream.read(1 << 16):
-            pass
-    return error
-
-
 def _check() -> None:
     endpoint = request.endpoint
     g.api_key = None
@@ -114,16 +102,16 @@ def _check() -> None:
         if presented is None:
             if scope not in current_app.extensions["anonymous_scopes"]:
                 metrics.count_client(ANONYMOUS, "unauthorized")
-                raise _refuse(_unauthorized(f"this route needs an API key with the {scope!r} scope: send "
-                                    "'Authorization: Bearer KEY' (or 'X-API-Key: KEY')"))
+                raise _unauthorized(f"this route needs an API key with the {scope!r} scope: send "
+                                    "'Authorization: Bearer KEY' (or 'X-API-Key: KEY')")
         else:
             key = api_keys.match(keys.current(), presented)
             if key is None:
                 metrics.count_client(ANONYMOUS, "unauthorized")
-                raise _refuse(_unauthorized("unknown API key"))
+                raise _unauthorized("unknown API key")
             if scope not in key.scopes:
                 metrics.count_client(key.name, "forbidden")
-                raise _refuse(ApiError(f"API key {key.name!r} lacks the {scope!r} scope this route needs", 403))
+                raise ApiError(f"API key {key.name!r} lacks the {scope!r} scope this route needs", 403)
             g.api_key = key
     g.client = g.api_key.name if g.api_key else f"addr:{request.remote_addr}"
     if endpoint in MODEL_ROUTES:
@@ -131,8 +119,8 @@ def _check() -> None:
         limit = g.api_key.max_in_flight if g.api_key else None
         if not share.admit(g.client, limit):
             metrics.count_client(client_label(), "throttled")
-            raise _refuse(ApiError("too many requests from this client while the server is busy: retry after "
-                                   "Retry-After seconds, or send fewer at once", 429, {"Retry-After": "1"}))
+            raise ApiError("too many requests from this client while the server is busy: retry after "
+                           "Retry-After seconds, or send fewer at once", 429, {"Retry-After": "1"})
         g.fair_slot = g.client
     if keys is not None:
         metrics.count_client(client_label(), "accepted")

@@ -33,8 +33,10 @@ def _response(message: str, status: int, headers: dict | None = None):
 
 
 def _drain_body(cap: int) -> None:
-    # Read (and drop) the rest of an oversized upload before answering: closing the socket with unread
-    # data makes the kernel reset the connection and the client never sees the 413.
+    # Read (and drop) the rest of an upload the answer did not need: closing the socket with unread data
+    # makes the kernel reset the connection (the client never sees a 413), and gunicorn drains at most
+    # 64 KiB itself before dropping a connection it has just answered as keep-alive (the client's next
+    # request on it fails).
     declared = request.content_length
     if declared is not None and declared > cap:
         return
@@ -48,7 +50,8 @@ def _drain_body(cap: int) -> None:
 
 
 def handle_api_error(exc: ApiError):
-    """Render an ApiError."""
+    """Render an ApiError (after reading what is left of the request's upload)."""
+    _drain_body(int(current_app.config["MAX_CONTENT_LENGTH"]))
     return _response(exc.message, exc.status, exc.headers)
 
 

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import model_store  # noqa: E402
 import runtimes  # noqa: E402
+from model_store import golden  # noqa: E402
 
 
 def main(store: str) -> int:
@@ -26,7 +27,7 @@ def main(store: str) -> int:
                            lambda n: with_tf or n != "tensorflow")
     src, dest = model_store.version_dir(store, version), ROOT / "bake" / model_store.MODEL_NAME / "1"
     shutil.rmtree(dest.parent, ignore_errors=True)
-    for rel in [model_store.METADATA_FILE, *runtimes.files_for(meta, name)]:
+    for rel in [model_store.METADATA_FILE, *runtimes.files_for(meta, name), *golden.files(meta)]:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, dest / rel)
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())

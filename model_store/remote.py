@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from model_store import golden
 from model_store.layout import (
     METADATA_FILE,
     MODEL_FILE,
@@ -153,7 +154,7 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike,
 
 def _wanted(metadata: dict, want: Callable[[dict], list[str]] | None) -> list[str]:
     # Model files to fetch: all of them, or those want() names (an OpenVINO server skips the 233 MB .h5).
-    files = [MODEL_FILE, *_runtime_files(metadata)]
+    files = [MODEL_FILE, *_runtime_files(metadata), *golden.files(metadata)]  # golden: the rollout gate's photos
     return files if want is None else [f for f in want(metadata) if f in files]
 
 

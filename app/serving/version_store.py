@@ -10,6 +10,7 @@ import model_store
 import runtimes
 from app.ops import metrics
 from app.serving.predictor import ModelLoadError, Predictor, load_predictor
+from model_store import golden
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class VersionStore:
         """The files of a version its runtime reads (gs:// stores fetch only those: Cloud Run's /tmp is memory)."""
         try:
             name = runtimes.choose(metadata, str(self.config.get("MODEL_RUNTIME") or "auto"))
-            return runtimes.files_for(metadata, name)
+            return [*runtimes.files_for(metadata, name), *golden.files(metadata)]
         except runtimes.RuntimeUnavailableError:
             return [model_store.MODEL_FILE]  # loading reports the reason
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 import model_store
 import runtimes
+from model_store import golden as golden_set
 from training.fit import options
 from training.inputs import data
 
@@ -56,6 +57,17 @@ def report(folder: Path, model: keras.Model, meta: dict, val_set: data.ImageSet,
     started = time.time()
     report.write(folder, report.build(model, meta, None, val_set, folder / "history.csv", str(source), ood_raw))
     print(f"wrote the model report ({time.time() - started:.0f} s)", flush=True)
+
+
+def golden(folder: Path, val_set: data.ImageSet) -> dict | None:
+    """golden.npz (a hashed sample of the validation photos, as their files' bytes) for the rollout gate."""
+    photos: dict[str, list[bytes]] = {name: [] for name in val_set.class_names}
+    for path, label in zip(val_set.paths, val_set.labels, strict=False):
+        if label >= 0:
+            photos[val_set.class_names[int(label)]].append(Path(path).read_bytes())
+    if not any(photos.values()):
+        return None  # no photo paths (a split of in-memory arrays): the gate uses GATE_GOLDEN_DIR instead
+    return golden_set.write(folder, val_set.class_names, photos)
 
 
 def display_names(class_names: list[str], given: list[str]) -> dict[str, str]:

@@ -240,6 +240,8 @@ def publish(r: Run, model: keras.Model, summary: dict, seconds: float) -> str:
     if not args.no_export:
         meta["runtimes"] = finish.export(folder, model, r.train_set, r.val_set, args.seed)
     meta, ood_raw = finish.abstain(folder, model, meta, r.val_set, args.abstain_rate)
+    if golden := finish.golden(folder, r.val_set):
+        meta["golden"] = golden
     if not args.no_report:
         finish.report(folder, model, meta, r.val_set, args.val_dir or "the held-out split", ood_raw)
     (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -75,16 +75,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CANARY_PERCENT", float, 0.0, "share of clients answered by the candidate", low=0, high=100),
     Setting("CANARY_MAX_WAIT_MS", float, 100.0, "under load, a canary request waits up to this long while "
             "stable's queued predictions run, so the candidate's model calls carry more images (0: no wait)", low=0),
-    Setting("GATE_TOLERANCE", float, 0.01, "a candidate's validation accuracy may be this far below stable's",
-            low=0),
-    Setting("GATE_WINDOW", int, 200, "candidate answers the live gate judges over", low=1),
-    Setting("GATE_MIN_AGREEMENT", float, 0.9, "share of shadow answers that must equal stable's", low=0, high=1),
-    Setting("GATE_MAX_ERROR_RATE", float, 0.01, "share of candidate answers that may fail", low=0, high=1),
+    # The gate's checks are always on; these bounds tighten them, and cannot loosen them past what still
+    # protects (a model that answers at random or abstains on everything fails each of them).
+    Setting("GATE_TOLERANCE", float, 0.01, "preflight: a candidate's accuracy on the golden set may be this far "
+            "below stable's on the same photos", low=0, high=0.1),
+    Setting("GATE_GOLDEN_DIR", str, None, "preflight's photos: a folder with a sub-folder per class (default: "
+            "the golden set in stable's, else the candidate's, version folder)", shown="the versions'"),
+    Setting("GATE_WINDOW", int, 200, "candidate answers the p99 latency bound is judged over", low=1),
+    Setting("GATE_MIN_AGREEMENT", float, 0.9, "share of a candidate's answers that must equal stable's on the "
+            "same images (preflight, shadow and canary comparisons)", low=0.5, high=1),
+    Setting("GATE_MAX_ERROR_RATE", float, 0.01, "share of candidate answers that may fail", low=0, high=0.2),
     Setting("GATE_MAX_ABSTAIN_INCREASE", float, 0.05, "candidate abstain rate above stable's, at most", low=0,
-            high=1),
+            high=0.3),
     Setting("GATE_MAX_P99_MS", float, 1000.0, "candidate p99 latency bound (ms)", positive=True),
-    Setting("PROMOTE_AFTER", int, 0, "promote the candidate in this server after this many answers within "
-            "bounds (0: only by relabelling)", low=0),
+    Setting("GATE_CANARY_COMPARE_PERCENT", float, 100.0, "share of canary requests also run on stable (low "
+            "priority, after the answer) to compare the two", low=1, high=100),
+    Setting("PROMOTE_AFTER", int, 200, "promote the candidate in this server after this many answers, once the "
+            "gate's sequential tests have their evidence (0: only by relabelling)", low=0),
     # Prediction log.
     Setting("PREDICTION_LOG", str, None, "folder or `gs://bucket/prefix` for the prediction log", shown="off"),
     Setting("PREDICTION_LOG_IMAGES", float, 0.0, "fraction of uploads stored beside the log (chosen by hash)",

@@ -79,7 +79,7 @@ def corrupt_models(vdir: Path) -> None:
 BUCKET = "alexnet-models"
 
 # Fixtures that train a model (directly or through trained_store): tests using them are marked `trains`.
-TRAINING_FIXTURES = {"trained_store", "colour_store", "colour_versions", "fused_store"}
+TRAINING_FIXTURES = {"trained_store", "colour_store", "colour_versions", "golden_versions", "fused_store"}
 
 
 def pytest_collection_modifyitems(config, items):

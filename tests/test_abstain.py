@@ -101,6 +101,7 @@ def colour_store(request, tmp_path_factory):
     (vdir / model_store.METADATA_FILE).write_text(json.dumps(meta))
     model_store.publish(store, vdir)
     assert main(["calibrate", "--model-store", str(store), "--negatives", str(negatives)]) == 0
+    assert model_store.list_versions(store) == [1, 2]  # the calibrated copy; version 1 is left as published
     return store
 
 
@@ -126,7 +127,10 @@ def test_scores_are_uncertainty_rescaled_to_unit_range():
 
 
 def test_calibrate_fits_the_threshold_and_measures_every_runtime(colour_store):
-    meta = model_store.read_metadata(colour_store, 1)
+    before = model_store.read_metadata(colour_store, 1)
+    assert "threshold" not in (before.get("ood") or {})  # published versions are immutable
+    meta = model_store.read_metadata(colour_store, 2)
+    assert meta["derived_from"]["version"] == 1
     fitted = meta["ood"]
     assert fitted["method"] == ood.method_of({"dataset": meta["dataset"]}) and 0.0 < fitted["threshold"] < 1.0
     assert fitted["validation"]["abstain_rate"] <= 0.05  # 24 photos: at most one abstains
@@ -138,7 +142,7 @@ def test_calibrate_fits_the_threshold_and_measures_every_runtime(colour_store):
         assert figures["heldout_abstain_rate"] == 1.0, name
         assert figures["decision_agreement"] >= 0.97, (name, figures)
     if fitted["method"] == "other":  # int8 keeps the head's projection float: p(other) as float32 gives it
-        vdir = model_store.version_dir(colour_store, 1)
+        vdir = model_store.version_dir(colour_store, 2)
         photos = np.stack([model_store.preprocess_image(_jpeg(c, 40 + i), np.uint8) for c in (RED, BLUE, GREY)
                            for i in range(4)])
         found = {n: ood.scores(runtimes.load(vdir, meta, n).predict(photos), "other") for n in runtimes.NAMES}
@@ -151,7 +155,7 @@ def test_calibrate_fits_the_threshold_and_measures_every_runtime(colour_store):
         quantized = [op.get_friendly_name() for op in ov.Core().read_model(int8_xml).get_ordered_ops()
                      if op.get_type_name() == "FakeQuantize"]
         assert not [name for name in quantized if "Softmax" in name or "predictions" in name], quantized
-    report = (model_store.version_dir(colour_store, 1) / model_store.REPORT_FILE).read_text()
+    report = (model_store.version_dir(colour_store, 2) / model_store.REPORT_FILE).read_text()
     assert "Abstaining" in report and "grey (heldout)" in report
 
 
@@ -170,13 +174,13 @@ def test_every_runtime_abstains_on_the_known_direction(colour_store, runtime):
         grey = answers["grey"]
         assert grey["label"] == "unknown" and grey["abstained"] and grey["ood_score"] > 0.9
         assert set(grey["probabilities"]) == {"cats", "dogs"}  # the trained classes' probabilities stay
-        if ood.method_of(model_store.read_metadata(colour_store, 1)) == "other":  # they sum to 1 - p(other)
+        if ood.method_of(model_store.read_metadata(colour_store, 2)) == "other":  # they sum to 1 - p(other)
             assert sum(grey["probabilities"].values()) == pytest.approx(1 - grey["ood_score"], abs=1e-3)
         multi = client.post("/predict", data={"image": [(io.BytesIO(_jpeg(RED, 1)), "a.jpg"),
                                                         (io.BytesIO(_jpeg(GREY, 2)), "b.jpg")]}).json
         assert [p["abstained"] for p in multi["predictions"]] == [False, True]
         metrics = client.get("/metrics").get_data(as_text=True)
-        assert 'abstentions_total{version="1"}' in metrics
+        assert 'abstentions_total{version="2"}' in metrics
         page = client.post("/", data={"image": (io.BytesIO(_jpeg(GREY, 3)), "g.jpg")}).get_data(as_text=True)
         assert "This doesn&#39;t look like a cat or a dog" in page and "(looks most like a" in page
         why = client.post("/explain", data={"image": (io.BytesIO(_jpeg(GREY, 3)), "g.jpg")})

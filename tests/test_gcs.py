@@ -104,6 +104,7 @@ def test_openvino_serving_downloads_only_its_runtime_files(gcs, trained_store, t
                  if p.is_file())
     int8 = model_store.read_metadata(trained_store, 1)["runtimes"]["openvino-int8"]["files"]
     assert set(int8) <= set(got) and "alexnet.h5" not in got  # Cloud Run's /tmp is memory: 233 MB not fetched
+    assert "golden.npz" in got  # the rollout gate's preflight photos come with the model files
     assert not any("fp32" in name for name in got)
 
     # The same cached version asked for with TensorFlow later: the .h5 is fetched then.

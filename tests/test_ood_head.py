@@ -147,22 +147,22 @@ def fused_store(tmp_path_factory):
 
 
 def test_ood_head_publishes_a_new_self_describing_version(fused_store):
-    assert model_store.list_versions(fused_store) == [1, 2]
-    old, new = (model_store.read_metadata(fused_store, v) for v in (1, 2))
-    assert "head" not in old["ood"] and new["derived_from"]["version"] == 1
+    assert model_store.list_versions(fused_store) == [1, 2, 3]  # trained, calibrated, fused
+    old, new = (model_store.read_metadata(fused_store, v) for v in (2, 3))
+    assert "head" not in old["ood"] and new["derived_from"]["version"] == 2
     head = new["ood"]["head"]
     assert head["kind"] == "mahalanobis" and head["dims"] == 4 and new["ood"]["method"] == "other"
     assert set(new["ood"]["unseen"]) == {"purple"} and new["ood"]["unseen_mean"]["kinds"] == 1
     assert new["ood"]["unseen"]["purple"]["abstain_rate"] == 1.0  # measured through the fused graph
     assert 0 < new["ood"]["unsure_threshold"] <= new["ood"]["threshold"]
     assert set(new["runtimes"]) == {"tensorflow", "openvino", "openvino-int8"}
-    assert "unseen" in (model_store.version_dir(fused_store, 2) / model_store.REPORT_FILE).read_text()
+    assert "unseen" in (model_store.version_dir(fused_store, 3) / model_store.REPORT_FILE).read_text()
 
 
 @pytest.mark.parametrize("runtime", runtimes.NAMES)
 def test_fused_version_served_equals_in_memory_and_explain_equals_predict(fused_store, runtime):
-    vdir = model_store.version_dir(fused_store, 2)
-    metadata = model_store.read_metadata(fused_store, 2)
+    vdir = model_store.version_dir(fused_store, 3)
+    metadata = model_store.read_metadata(fused_store, 3)
     model = runtimes.load(vdir, metadata, runtime)
     policy = decision.Policy.of(metadata)
     app = create_app({"MODEL_STORE": str(fused_store), "MODEL_POLL_SECONDS": 0, "MODEL_RUNTIME": runtime})
@@ -176,7 +176,7 @@ def test_fused_version_served_equals_in_memory_and_explain_equals_predict(fused_
             answer = client.post("/predict", data={"image": (io.BytesIO(data), "x.jpg")}).json
             explained = client.post("/explain?method=occlusion", data={"image": (io.BytesIO(data), "x.jpg")}).json
             for got in (answer, explained):
-                assert got["model_version"] == "2"
+                assert got["model_version"] == "3"
                 assert (got["label"], got["state"], got["abstained"]) == (expected.label, expected.state,
                                                                           expected.abstained)
                 assert got["ood_score"] == pytest.approx(expected.score, abs=1e-6)

@@ -55,6 +55,10 @@ ROLLOUT_REQUESTS = Counter("rollout_requests_total", "Images a candidate version
                            "canary)", ["version", "mode"])
 ROLLOUT_ERRORS = Counter("rollout_errors_total", "Images a candidate version failed on", ["version"])
 SHADOW_DROPPED = Counter("shadow_dropped_total", "Shadow requests skipped because the candidate was behind")
+CANARY_COMPARE_DROPPED = Counter("canary_compare_dropped_total", "Canary requests not also run on stable "
+                                 "because stable was behind")
+ROLLOUT_REJECTED = Counter("rollout_rejected_total", "Candidates rejected, by stage: load, preflight (golden set, "
+                           "before any traffic) or live", ["stage"])
 ROLLOUT_STATE = Gauge("rollout_state", "Candidate version state (1 = current): candidate, rejected, promoted",
                       ["version", "state"], multiprocess_mode="liveall")
 ROLLOUT_WINDOW = Gauge("rollout_window", "A candidate's figures over the gate's window: agreement, error_rate, "
@@ -66,7 +70,7 @@ def set_rollout(version: int, state: str, figures: dict) -> None:
     for name in ("candidate", "rejected", "promoted"):
         ROLLOUT_STATE.labels(version=str(version), state=name).set(1 if name == state else 0)
     for name, value in figures.items():
-        if name != "samples" and value is not None:
+        if name != "samples" and isinstance(value, int | float):
             ROLLOUT_WINDOW.labels(version=str(version), figure=name).set(value)
 
 

@@ -1,10 +1,12 @@
-"""Rollouts: a labelled candidate version proves itself on real traffic before it serves everyone.
+"""Rollouts: a labelled candidate version proves itself, first on a golden set, then on real traffic.
 
-Shadow (SHADOW_PERCENT) runs a share of stable's requests on the candidate after their answer is ready,
-and compares; canary (CANARY_PERCENT) answers a share of clients from the candidate. Every candidate
-answer is a sample; once GATE_WINDOW samples are in, the gate checks agreement with stable, error rate,
-abstain rate and p99 latency after every sample, and rejects the candidate (no more traffic, no restart)
-when one leaves its bound. PROMOTE_AFTER samples within bounds promote it in this server.
+Preflight (app/rollouts/preflight.py) runs before any traffic. Then shadow (SHADOW_PERCENT) runs a share of
+stable's requests on the candidate after their answer is ready, and canary (CANARY_PERCENT) answers a share
+of clients from the candidate and (GATE_CANARY_COMPARE_PERCENT of them) also runs them on stable, off the
+response path, so both give pairs of answers to the same image. Sequential tests (app/rollouts/evidence.py)
+judge disagreement with stable, abstaining and failing after every answer, and reject a broken candidate
+within a few dozen; the p99 latency is judged over GATE_WINDOW answers. Promotion (PROMOTE_AFTER) needs
+that many answers and the sequential tests' evidence in.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from app.ops import metrics
+from app.rollouts.evidence import Sprt
 from app.serving.batching import Batcher
 from app.serving.predictor import Predictor
+from model_store import decision
 
 CANDIDATE, REJECTED, PROMOTED = "candidate", "rejected", "promoted"
+# What the sequential tests tell apart: a rate at its bound from one this much above it.
+AGREEMENT_MARGIN, ABSTAIN_MARGIN, ERROR_MARGIN = 0.3, 0.3, 0.2
 
 
 @dataclass(frozen=True)
@@ -49,28 +54,24 @@ def bucket(key: str) -> float:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64 * 100
 
 
-def accuracy_gate(candidate_meta: dict, stable_meta: dict, tolerance: float) -> str:
-    """Why a candidate may take no traffic ("" when its validation accuracy is within tolerance of stable's)."""
-    cand, stable = candidate_meta.get("best_val_accuracy"), stable_meta.get("best_val_accuracy")
-    if not isinstance(cand, int | float):
-        return "its metadata has no validation accuracy (best_val_accuracy)"
-    if isinstance(stable, int | float) and cand < stable - tolerance:
-        return f"validation accuracy {cand:.4f} is below stable's {stable:.4f} - {tolerance:g}"
-    return ""
-
-
 class Candidate:
-    """A loaded candidate version with its own batcher, and its record on real traffic."""
+    """A loaded candidate version with its own batcher, and its record: preflight, then real traffic."""
 
     def __init__(self, version: int, predictor: Predictor | None, batcher: Batcher | None, bounds: Bounds,
-                 reason: str = ""):
+                 reason: str = "", preflight: dict | None = None):
         self.version, self.predictor, self.batcher, self.bounds = version, predictor, batcher, bounds
         self.state, self.reason = (REJECTED, reason) if reason else (CANDIDATE, "")
-        # (agreed or None, error, abstained, latency_ms, stable's abstained or None), one per image
-        self.samples: deque = deque(maxlen=bounds.window)
+        self.preflight = preflight or {}
+        self.answers: deque = deque(maxlen=bounds.window)  # (error, abstained, latency_ms), one per image
+        # (agreed, candidate label, stable label, candidate abstained, stable abstained, candidate confidence,
+        # stable confidence): both versions' answers to one image (shadow, and canary's comparisons)
+        self.pairs: deque = deque(maxlen=bounds.window)
         self.counts = {"shadow": 0, "canary": 0}
-        self.shadow_dropped = 0
-        self.stable_rate: Callable[[], float | None] = lambda: None  # stable's recent abstain rate (canary)
+        self.compared, self.shadow_dropped, self.compare_dropped = 0, 0, 0
+        self.disagreement = Sprt("disagreement with stable", 1 - bounds.min_agreement, AGREEMENT_MARGIN)
+        self.abstaining = Sprt("abstain rate", bounds.max_abstain_increase, ABSTAIN_MARGIN)
+        self.failing = Sprt("error rate", bounds.max_error_rate, ERROR_MARGIN)
+        self.stable_rate = lambda: None  # stable's recent abstain rate on other clients' images (canary)
         self._lock = threading.Lock()
 
     @property
@@ -78,66 +79,101 @@ class Candidate:
         """Takes shadow or canary traffic."""
         return self.state == CANDIDATE
 
-    def record(self, mode: str, error: bool, latency_ms: float, abstained: list[bool] | None = None,
-               agreed: list[bool] | None = None, stable_abstained: list[bool] | None = None) -> str:
-        """Count one request's candidate answer (one sample per image); returns the verdict after it."""
+    def record(self, mode: str, error: bool, latency_ms: float, answers: list[decision.Decision] | None = None,
+               stable: list[decision.Decision] | None = None) -> str:
+        """Count one request's candidate answers (with stable's to the same images when known); returns the
+        verdict after them."""
         with self._lock:
             if self.state != CANDIDATE:
                 return self.state
-            n = len(abstained) if abstained else 1
+            n = len(answers) if answers else 1
             for i in range(n):
-                self.samples.append((agreed[i] if agreed else None, error, bool(abstained and abstained[i]),
-                                     latency_ms, stable_abstained[i] if stable_abstained else None))
+                abstained = bool(answers and answers[i].abstained)
+                self.answers.append((error, abstained, latency_ms))
+                self.failing.update(error)
+                if not error:
+                    self.abstaining.update(abstained, self._stable_abstain_rate() + self.bounds.max_abstain_increase)
             self.counts[mode] += n
             metrics.ROLLOUT_REQUESTS.labels(version=str(self.version), mode=mode).inc(n)
             if error:
                 metrics.ROLLOUT_ERRORS.labels(version=str(self.version)).inc(n)
-            figures = self.figures()
-            reason = self._judge(figures)
-            if reason:
-                self.state, self.reason = REJECTED, reason
-            elif self.bounds.promote_after and sum(self.counts.values()) >= self.bounds.promote_after \
-                    and len(self.samples) >= self.bounds.window:
-                self.state = PROMOTED
+            if answers and stable:
+                self._pair(answers, stable)
+            figures = self._judge_and_figures()
         metrics.set_rollout(self.version, self.state, figures)
         return self.state
 
-    def figures(self) -> dict:
-        """Agreement, error rate, abstain rates and p99 latency over the window."""
-        samples = list(self.samples)
-        answered = [s for s in samples if not s[1]]
-        paired = [s for s in answered if s[4] is not None]  # shadow: both versions answered the same image
-        # Abstain rates on the same images when shadow gives them; canary alone compares with stable's
-        # recent answers to other clients.
-        mine = paired or answered
-        stable_rate = float(np.mean([s[4] for s in paired])) if paired else self.stable_rate()
-        return {
-            "samples": len(samples),
-            "agreement": float(np.mean([s[0] for s in paired])) if paired else None,
-            "error_rate": float(np.mean([s[1] for s in samples])) if samples else None,
-            "abstain_rate": float(np.mean([s[2] for s in mine])) if mine else None,
-            "stable_abstain_rate": stable_rate,
-            "p99_ms": float(np.percentile([s[3] for s in answered], 99)) if answered else None,
-        }
+    def compare(self, answers: list[decision.Decision], stable: list[decision.Decision]) -> str:
+        """Add stable's answers to images the candidate answered earlier (a canary request's comparison)."""
+        with self._lock:
+            if self.state != CANDIDATE:
+                return self.state
+            self._pair(answers, stable)
+            figures = self._judge_and_figures()
+        metrics.set_rollout(self.version, self.state, figures)
+        return self.state
 
-    def _judge(self, f: dict) -> str:
+    def _pair(self, answers: list[decision.Decision], stable: list[decision.Decision]) -> None:
+        for a, b in zip(answers, stable, strict=True):
+            agreed = a.label == b.label
+            self.pairs.append((agreed, a.label, b.label, a.abstained, b.abstained, a.confidence, b.confidence))
+            self.disagreement.update(not agreed)
+        self.compared += len(answers)
+
+    def _stable_abstain_rate(self) -> float:
+        # Stable's rate on the same images once there are enough pairs, else on other clients' recent images,
+        # else on the golden set.
+        if len(self.pairs) >= 20:
+            return float(np.mean([p[4] for p in self.pairs]))
+        recent = self.stable_rate()
+        if recent is not None:
+            return recent
+        golden = self.preflight.get("stable_abstained")
+        return golden / self.preflight["photos"] if golden is not None else 0.0
+
+    def _judge_and_figures(self) -> dict:
+        figures = self.figures()
         b = self.bounds
-        if f["samples"] < b.window:
-            return ""
-        if f["error_rate"] is not None and f["error_rate"] > b.max_error_rate:
-            return f"error rate {f['error_rate']:.3f} > {b.max_error_rate:g} over {f['samples']} answers"
-        if f["agreement"] is not None and f["agreement"] < b.min_agreement:
-            return f"agreement with stable {f['agreement']:.3f} < {b.min_agreement:g} over {f['samples']} answers"
-        if f["abstain_rate"] is not None and f["stable_abstain_rate"] is not None \
-                and f["abstain_rate"] > f["stable_abstain_rate"] + b.max_abstain_increase:
-            return (f"abstain rate {f['abstain_rate']:.3f} > stable's {f['stable_abstain_rate']:.3f} + "
-                    f"{b.max_abstain_increase:g}")
-        if f["p99_ms"] is not None and f["p99_ms"] > b.max_p99_ms:
-            return f"p99 latency {f['p99_ms']:.0f} ms > {b.max_p99_ms:g} ms"
-        return ""
+        for test in (self.failing, self.disagreement, self.abstaining):
+            if test.rejected:
+                self.state, self.reason = REJECTED, test.reason()
+                return figures
+        if len(self.answers) >= b.window and figures["p99_ms"] is not None and figures["p99_ms"] > b.max_p99_ms:
+            self.state, self.reason = REJECTED, f"p99 latency {figures['p99_ms']:.0f} ms > {b.max_p99_ms:g} ms"
+        elif b.promote_after and sum(self.counts.values()) >= b.promote_after and self.evidence_in:
+            self.state = PROMOTED
+        return figures
+
+    @property
+    def evidence_in(self) -> bool:
+        """Every sequential test has seen enough to call the candidate good."""
+        return self.disagreement.accepted and self.abstaining.accepted and self.failing.accepted
+
+    def figures(self) -> dict:
+        """Agreement, class-share and confidence drift (pairs), error and abstain rates and p99 (answers)."""
+        answers, pairs = list(self.answers), list(self.pairs)
+        answered = [a for a in answers if not a[0]]
+        out = {
+            "samples": len(answers), "compared": len(pairs),
+            "agreement": float(np.mean([p[0] for p in pairs])) if pairs else None,
+            "error_rate": float(np.mean([a[0] for a in answers])) if answers else None,
+            "abstain_rate": float(np.mean([a[1] for a in answered])) if answered else None,
+            "stable_abstain_rate": float(np.mean([p[4] for p in pairs])) if pairs else self.stable_rate(),
+            "p99_ms": float(np.percentile([a[2] for a in answered], 99)) if answered else None,
+            "class_shift": None, "confidence_drift": None,
+        }
+        if pairs:
+            labels = {p[1] for p in pairs} | {p[2] for p in pairs}
+            mine = {lab: np.mean([p[1] == lab for p in pairs]) for lab in labels}
+            theirs = {lab: np.mean([p[2] == lab for p in pairs]) for lab in labels}
+            out["class_shift"] = float(0.5 * sum(abs(mine[lab] - theirs[lab]) for lab in labels))
+            out["confidence_drift"] = float(np.mean([p[5] - p[6] for p in pairs]))
+        return out
 
     def summary(self) -> dict:
         """What GET /v1/models/alexnet says about the candidate."""
         with self._lock:
             return {"version": str(self.version), "state": self.state, "reason": self.reason,
-                    "requests": dict(self.counts), "shadow_dropped": self.shadow_dropped, "window": self.figures()}
+                    "requests": dict(self.counts), "compared": self.compared, "shadow_dropped": self.shadow_dropped,
+                    "compare_dropped": self.compare_dropped, "preflight": self.preflight, "window": self.figures(),
+                    "evidence": {t.name: t.summary() for t in (self.disagreement, self.abstaining, self.failing)}}

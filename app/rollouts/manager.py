@@ -1,8 +1,9 @@
 """MODEL_VERSIONS=labels: follow the store's labels.json, keep the candidate loaded beside stable, route to it.
 
 The service serves `stable` (the newest version when unlabelled) and, while `candidate` names another
-version that passes the accuracy gate, loads that too with its own batcher. Labels are acted on when the
-file changes, so a version promoted by the gate in this server stays until someone relabels.
+version that passes preflight (its answers on a golden set, beside stable's), loads that too with its own
+batcher. Labels are acted on when the file changes, so a version promoted by the gate in this server stays
+until someone relabels.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 
 import model_store
 from app.ops import metrics
-from app.rollouts.gate import PROMOTED, REJECTED, Bounds, Candidate, accuracy_gate, bucket
+from app.rollouts import preflight
+from app.rollouts.gate import PROMOTED, REJECTED, Bounds, Candidate, bucket
 from app.serving.batching import LOW, Batcher, OverloadedError
 from app.serving.predictor import ModelLoadError
 from model_store import decision, version_labels
@@ -39,6 +41,9 @@ class RolloutManager:
         self.bounds = Bounds.from_config(self.config)
         self.shadow_percent = float(self.config.get("SHADOW_PERCENT") or 0)
         self.canary_percent = float(self.config.get("CANARY_PERCENT") or 0)
+        self.compare_percent = float(self.config.get("GATE_CANARY_COMPARE_PERCENT") or 0)
+        self.limits = preflight.Limits(self.bounds.accuracy_tolerance, self.bounds.min_agreement,
+                                       self.bounds.max_abstain_increase)
         self.labels: dict[str, int] = {}
         self._seen: dict[str, int] | None = None
         self.candidate: Candidate | None = None
@@ -60,19 +65,19 @@ class RolloutManager:
 
     def sync(self, version: int | None) -> None:
         """Load `version` as the candidate (or drop the candidate when None or equal to stable)."""
-        stable = self.service.predictor
-        current = self.candidate
-        if version is None or version == stable.version:
+        with self._lock:  # settle() may be promoting or unloading the same candidate from a request thread
+            stable, current = self.service.predictor, self.candidate
+            if current is not None and current.version == version:
+                return  # a rejected candidate stays rejected until relabelled
             if current is not None:
                 self._unload(current)
                 self.candidate = None
-            return
-        if current is not None and current.version == version:
-            return  # a rejected candidate stays rejected until relabelled
-        if current is not None:
-            self._unload(current)
-        self.candidate = self._load(version, stable)
-        metrics.set_rollout(version, self.candidate.state, self.candidate.figures())
+            if version is None or version == stable.version:
+                return
+        loaded = self._load(version, stable)  # slow (fetch, load, warm, preflight): outside the lock
+        with self._lock:
+            self.candidate = loaded
+        metrics.set_rollout(version, loaded.state, {**loaded.figures(), **preflight.numbers(loaded.preflight)})
 
     def _load(self, version: int, stable) -> Candidate:
         service = self.service
@@ -83,13 +88,18 @@ class RolloutManager:
             metadata = model_store.read_metadata(service.local_store, version)
         except (OSError, ValueError, KeyError) as exc:
             return self._rejected(version, f"cannot read its metadata: {exc}")
-        reason = accuracy_gate(metadata, stable.metadata, self.bounds.accuracy_tolerance)
-        if reason:
-            return self._rejected(version, reason)
+        if list(metadata.get("class_names") or []) != list(stable.class_names):
+            return self._rejected(version, f"its classes {metadata.get('class_names')} are not stable's "
+                                           f"{list(stable.class_names)}")
         try:
             predictor = service.load(version)
         except ModelLoadError as exc:
             return self._rejected(version, f"cannot load: {exc}")
+        # Before any user sees it: the golden set through the runtime it will serve with, beside stable.
+        reason, checked = preflight.check(self.config, service.local_store, predictor, stable, self.limits,
+                                          service.model_lock)
+        if reason:
+            return self._rejected(version, f"preflight: {reason}", checked)
         def run(images, p=predictor):  # under service.model_lock: the batcher's turn
             return [(p.version, row) for row in p.predict(images)]
 
@@ -101,7 +111,7 @@ class RolloutManager:
         service.states[version] = {"state": "AVAILABLE", "error_message": ""}
         log.info("candidate version %s loaded beside stable %s (shadow %g%%, canary %g%%)", version,
                  stable.version, self.shadow_percent, self.canary_percent)
-        candidate = Candidate(version, predictor, batcher, self.bounds)
+        candidate = Candidate(version, predictor, batcher, self.bounds, preflight=checked)
         candidate.stable_rate = self.stable_abstain_rate
         return candidate
 
@@ -115,9 +125,11 @@ class RolloutManager:
             time.sleep(STABLE_IDLE_S / 2)
         return False
 
-    def _rejected(self, version: int, reason: str) -> Candidate:
-        log.error("candidate version %s rejected: %s", version, reason)
-        return Candidate(version, None, None, self.bounds, reason)
+    def _rejected(self, version: int, reason: str, checked: dict | None = None) -> Candidate:
+        log.error("candidate version %s rejected before any traffic: %s", version, reason)
+        metrics.ROLLOUT_REJECTED.labels(stage="preflight" if checked else "load").inc()
+        self.service.states[version] = {"state": "END", "error_message": reason, "failed": True}
+        return Candidate(version, None, None, self.bounds, reason, checked)
 
     def _unload(self, candidate: Candidate) -> None:
         batcher, candidate.batcher, candidate.predictor = candidate.batcher, None, None
@@ -133,6 +145,7 @@ class RolloutManager:
             if candidate.predictor is None:
                 return
             if state == REJECTED:
+                metrics.ROLLOUT_REJECTED.labels(stage="live").inc()
                 log.error("candidate version %s rejected: %s; stable %s keeps serving", candidate.version,
                           candidate.reason, self.service.predictor.version)
                 self._unload(candidate)
@@ -161,7 +174,7 @@ class RolloutManager:
         cand = self.serving_candidate()
         return cand if cand is not None and self.canary_percent > 0 and bucket(key) < self.canary_percent else None
 
-    def shadow(self, request_key: str, images: list, stable_labels: list[str], stable_abstained: list[bool]) -> None:
+    def shadow(self, request_key: str, images: list, stable_answers: list[decision.Decision]) -> None:
         """Run the images on the candidate in the background and compare with stable's answers; never waits.
         Skipped (and counted) while stable has work queued or the candidate's queue is a full batch deep."""
         cand = self.serving_candidate()
@@ -201,9 +214,48 @@ class RolloutManager:
                 state = cand.record("shadow", True, latency)
             else:
                 answers = decision.decide(np.stack(rows), predictor.policy)
-                labels, abstained = [a.label for a in answers], [a.abstained for a in answers]
-                agreed = [a == b for a, b in zip(labels, stable_labels, strict=True)]
-                state = cand.record("shadow", False, latency, abstained, agreed, stable_abstained)
+                state = cand.record("shadow", False, latency, answers, stable_answers)
+            if state in (REJECTED, PROMOTED):
+                self.settle(cand, state)
+
+        for f in futures:
+            f.add_done_callback(done)
+
+    def compare(self, cand: Candidate, request_key: str, images: list, answers: list[decision.Decision]) -> None:
+        """Run a canary request's images on stable too, at low priority after the response is ready, and add
+        the pairs to the candidate's evidence; never waits. Skipped (and counted) while stable is a batch
+        behind."""
+        if self.compare_percent <= 0 or bucket("compare:" + request_key) >= self.compare_percent:
+            return
+        batcher = self.service.batcher
+        if batcher.depth() >= batcher.max_batch:
+            cand.compare_dropped += 1
+            metrics.CANARY_COMPARE_DROPPED.inc()
+            return
+        try:
+            futures = batcher.submit(images, LOW)
+        except OverloadedError:
+            cand.compare_dropped += 1
+            metrics.CANARY_COMPARE_DROPPED.inc()
+            return
+        remaining, lock = [len(futures)], threading.Lock()
+
+        def done(_future) -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            try:
+                results = [f.result() for f in futures]
+            except Exception:  # noqa: BLE001 - stable's low-priority work timed out or failed: no evidence either way
+                cand.compare_dropped += 1
+                metrics.CANARY_COMPARE_DROPPED.inc()
+                return
+            versions = {v for v, _ in results}
+            if len(versions) != 1:  # a hot swap split the comparison
+                return
+            policy = self.service.gateway.policy_for(versions.pop())
+            state = cand.compare(answers, decision.decide(np.stack([row for _, row in results]), policy))
             if state in (REJECTED, PROMOTED):
                 self.settle(cand, state)
 
@@ -215,6 +267,7 @@ class RolloutManager:
         cand = self.candidate
         return {"model_versions": "labels", "labels": dict(self.labels), "stable": str(self.service.predictor.version),
                 "shadow_percent": self.shadow_percent, "canary_percent": self.canary_percent,
+                "canary_compare_percent": self.compare_percent,
                 "candidate": cand.summary() if cand is not None else None}
 
 

@@ -93,25 +93,27 @@ def classify_routed(arrays: list[np.ndarray], version: int | None = None) -> Cla
     rollouts = get_service().rollouts
     canary = rollouts.canary_for(_client_key()) if rollouts.enabled else None
     if canary is not None:
-        started = time.perf_counter()
+        started, judged = time.perf_counter(), True
         try:
             result = classify(arrays, version=canary.version)
         except ApiError as exc:
             if exc.status == 499:  # the client left: nothing to answer, nothing to blame the candidate for
                 raise
-            result = None
+            # A full queue is the candidate's share of capacity, not a wrong answer (stable answers instead);
+            # a timeout is the candidate being slow, and counts against it.
+            result, judged = None, not (exc.status == 503 and "queue is full" in exc.message)
         except Exception:  # noqa: BLE001 - whatever the candidate raises, the user gets stable's answer
             result = None
-        abstained = None if result is None else [bool(a) for a in result.abstained]
-        state = canary.record("canary", result is None, (time.perf_counter() - started) * 1000, abstained)
-        if state in (REJECTED, PROMOTED):
-            rollouts.settle(canary, state)
+        answers = None if result is None else result.decisions
+        if judged:
+            state = canary.record("canary", result is None, (time.perf_counter() - started) * 1000, answers)
+            if state in (REJECTED, PROMOTED):
+                rollouts.settle(canary, state)
         if result is not None:
+            rollouts.compare(canary, request_id.current(), arrays, answers)  # stable's view, off the response path
             return result
     result = classify(arrays)
     if rollouts.enabled:
-        labels = [prediction(result, i)["label"] for i in range(len(arrays))]
-        abstained = [bool(a) for a in result.abstained]
-        rollouts.note_stable(abstained)
-        rollouts.shadow(request_id.current(), arrays, labels, abstained)
+        rollouts.note_stable([bool(a) for a in result.abstained])
+        rollouts.shadow(request_id.current(), arrays, result.decisions)
     return result

@@ -128,9 +128,9 @@ class Gateway:
             # A hot swap landed between two images of one request: redo it whole on one version.
             return self.classify(images, client_gone, priority)
         served = versions.pop()
-        return Classified(served, np.stack([row for _, row in results]), self._answering(served))
+        return Classified(served, np.stack([row for _, row in results]), self.policy_for(served))
 
-    def _answering(self, version: int) -> decision.Policy:
+    def policy_for(self, version: int) -> decision.Policy:
         """The answer policy of the version that answered (stable, the candidate, or one just swapped out)."""
         current, cand = self.service.predictor, self.service.rollouts.candidate
         if current.version == version:

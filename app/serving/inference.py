@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,8 +18,17 @@ from app.serving.batching import HIGH, Batcher, OverloadedError
 from app.serving.predictor import Predictor, policy_of
 from model_store import decision
 
-if TYPE_CHECKING:
-    from app.serving.model_service import ModelService
+
+class Served(Protocol):
+    """What the gateway reads of the service that owns it (app/serving/model_service.py), declared here so
+    that the two modules do not import each other."""
+
+    config: dict
+    local_store: str | None
+    predictor: Predictor
+    batcher: Batcher
+    model_lock: Any
+    rollouts: Any  # app.rollouts.manager.RolloutManager: the gateway reads its candidate
 
 
 class ClientGoneError(Exception):
@@ -72,7 +81,7 @@ class Classified:
 class Gateway:
     """classify() for the routes; run_batch() for stable's batcher (one model call at a time, any version)."""
 
-    def __init__(self, service: ModelService):
+    def __init__(self, service: Served):
         self.service = service
 
     def run_batch(self, images: np.ndarray) -> list[tuple[int, np.ndarray]]:

@@ -247,6 +247,7 @@ def spec(explain_methods: list[str] | None = None, max_images: int = MAX_IMAGES,
                           **not_found}}},
         "/openapi.json": _get("This document"),
     }
+    _versioned(paths)
     _access(paths)
     return {
         "openapi": "3.1.0",
@@ -260,10 +261,29 @@ def spec(explain_methods: list[str] | None = None, max_images: int = MAX_IMAGES,
     }
 
 
+# Routes that also take one served version (stable, or the labelled candidate; 404 for any other).
+VERSIONED = {"/v1/models/{name}/metadata": "/v1/models/{name}/versions/{version}/metadata",
+             "/v2/models/{name}": "/v2/models/{name}/versions/{version}",
+             "/v2/models/{name}/ready": "/v2/models/{name}/versions/{version}/ready",
+             "/v2/models/{name}/infer": "/v2/models/{name}/versions/{version}/infer",
+             "/v2/models/{name}/explain": "/v2/models/{name}/versions/{version}/explain"}
+
+
+def _versioned(paths: dict) -> None:
+    # Each versioned route is its plain route with the version in the path; it answers for that version.
+    for plain, versioned in VERSIONED.items():
+        ops = copy.deepcopy(paths[plain])
+        for op in ops.values():
+            op["summary"] += " (one served version)"
+            op["parameters"] = [*op.get("parameters", []), VERSION]
+            op["responses"].setdefault("404", _json(ERROR, "Unknown model or version"))
+        paths[versioned] = ops
+
+
 SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer", "description": "an API key (API_KEYS_FILE)"},
                     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
 OPEN_PATHS = ("/healthz", "/readyz", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}/ready",
-              "/openapi.json")
+              "/v2/models/{name}/versions/{version}/ready", "/openapi.json")
 MODEL_PATHS = ("/predict", "/explain", ":predict", "/infer", "/v2/models/{name}/explain")
 
 

@@ -19,7 +19,7 @@ import model_store
 from app.ops import metrics
 from app.rollouts import preflight
 from app.rollouts.gate import PROMOTED, REJECTED, Bounds, Candidate, bucket
-from app.serving.batching import LOW, Batcher, OverloadedError
+from app.serving.batching import HIGH, LOW, Batcher, OverloadedError
 from app.serving.predictor import ModelLoadError
 from model_store import decision, version_labels
 
@@ -222,18 +222,21 @@ class RolloutManager:
             f.add_done_callback(done)
 
     def compare(self, cand: Candidate, request_key: str, images: list, answers: list[decision.Decision]) -> None:
-        """Run a canary request's images on stable too, at low priority after the response is ready, and add
-        the pairs to the candidate's evidence; never waits. Skipped (and counted) while stable is a batch
-        behind."""
+        """Run a canary request's images on stable too, after the response is ready, and add the pairs to the
+        candidate's evidence; never waits. Until the agreement test has its evidence the comparison queues
+        as a prediction (a saturated stable would starve background work, and a broken candidate would keep
+        answering meanwhile: a few dozen extra images is the price of knowing); after that at low priority,
+        skipped (and counted) while stable is a batch behind."""
         if self.compare_percent <= 0 or bucket("compare:" + request_key) >= self.compare_percent:
             return
         batcher = self.service.batcher
-        if batcher.depth() >= batcher.max_batch:
+        urgent = not cand.disagreement.accepted
+        if not urgent and batcher.depth() >= batcher.max_batch:
             cand.compare_dropped += 1
             metrics.CANARY_COMPARE_DROPPED.inc()
             return
         try:
-            futures = batcher.submit(images, LOW)
+            futures = batcher.submit(images, HIGH if urgent else LOW)
         except OverloadedError:
             cand.compare_dropped += 1
             metrics.CANARY_COMPARE_DROPPED.inc()

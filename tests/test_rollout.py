@@ -62,10 +62,12 @@ def _random_colour_model():
 @pytest.fixture(scope="module")
 def colour_versions(tmp_path_factory):
     """No golden sets (live evidence alone). Version 1: the colour model; 2: the same again; 3: random
-    weights; 4: its outputs swapped. Every one's metadata claims stable's accuracy."""
+    weights; 4: its outputs swapped; 5: abstaining on everything. Every one's metadata claims stable's
+    accuracy."""
     store = tmp_path_factory.mktemp("rollout") / "store"
     for model in (_colour_model(), _colour_model(), _random_colour_model(), _swapped_colour_model()):
         _publish(store, model)
+    _publish(store, _colour_model(), ood={"method": "msp", "threshold": 0.0})
     return store
 
 
@@ -205,6 +207,23 @@ def test_without_a_golden_set_canary_comparisons_reject_a_broken_candidate(colou
     assert sum(a["model_version"] == str(version) for a in answers) <= 20
     after = _clients(client, 50, sent)
     assert {a["model_version"] for a in after} == {"1"}
+    app.extensions["model_service"].stop()
+
+
+def test_the_answer_that_rejects_a_candidate_is_stables(colour_versions):
+    """An abstain-all candidate, no golden set: the canary answer whose evidence rejects it, and any after,
+    are answered by stable, so users saw one fewer of its answers than the gate judged."""
+    app = _app(colour_versions, {"stable": 1, "candidate": 5}, CANARY_PERCENT=10)
+    client = app.test_client()
+    rollouts = app.extensions["model_service"].rollouts
+    answers, sent = [], 0
+    while rollouts.candidate.state == "candidate" and sent < 2000:
+        answers += _clients(client, 20, sent)
+        sent += 20
+    cand = client.get("/v1/models/alexnet").json["rollout"]["candidate"]
+    assert cand["state"] == "rejected" and "abstain rate" in cand["reason"], cand
+    shown = sum(a["model_version"] == "5" for a in answers)
+    assert shown == cand["requests"]["canary"] - 1 and shown <= 10, (shown, cand)
     app.extensions["model_service"].stop()
 
 

@@ -109,6 +109,8 @@ def classify_routed(arrays: list[np.ndarray], version: int | None = None) -> Cla
             state = canary.record("canary", result is None, (time.perf_counter() - started) * 1000, answers)
             if state in (REJECTED, PROMOTED):
                 rollouts.settle(canary, state)
+            if state == REJECTED:  # rejected by this answer or while it ran: the user gets stable's instead
+                result = None
         if result is not None:
             rollouts.compare(canary, request_id.current(), arrays, answers)  # stable's view, off the response path
             return result

@@ -359,3 +359,17 @@ def test_labels_in_a_gcs_store(colour_versions, gcs, tmp_path):
     assert status["candidate"]["state"] == "candidate"
     assert client.post("/predict?version=2", data=IMAGES[0], content_type="image/jpeg").json["model_version"] == "2"
     app.extensions["model_service"].stop()
+
+
+def test_p99_is_judged_against_stable_on_the_same_host():
+    """Slower than GATE_MAX_P99_MS rejects a candidate only when it is also slower than stable meanwhile
+    (a busy host slows both)."""
+    from app.rollouts.gate import Bounds, Candidate
+
+    for stable_p99, state in ((90.0, "rejected"), (180.0, "candidate"), (None, "rejected")):
+        cand = Candidate(9, None, None, Bounds(window=5, max_p99_ms=100.0))
+        cand.stable_p99 = lambda v=stable_p99: v
+        for _ in range(5):
+            got = cand.record("canary", False, 200.0)
+        assert got == state, (stable_p99, cand.reason)
+        assert state == "candidate" or "p99 latency 200 ms" in cand.reason

@@ -48,6 +48,7 @@ class RolloutManager:
         self._seen: dict[str, int] | None = None
         self.candidate: Candidate | None = None
         self._stable_abstains: deque = deque(maxlen=self.bounds.window)
+        self._stable_latencies: deque = deque(maxlen=self.bounds.window)
         self._lock = threading.Lock()
 
     def read(self) -> dict[str, int]:
@@ -112,7 +113,7 @@ class RolloutManager:
         log.info("candidate version %s loaded beside stable %s (shadow %g%%, canary %g%%)", version,
                  stable.version, self.shadow_percent, self.canary_percent)
         candidate = Candidate(version, predictor, batcher, self.bounds, preflight=checked)
-        candidate.stable_rate = self.stable_abstain_rate
+        candidate.stable_rate, candidate.stable_p99 = self.stable_abstain_rate, self.stable_p99_ms
         return candidate
 
     def _stable_idle(self) -> bool:
@@ -155,9 +156,17 @@ class RolloutManager:
                 self.service.swap(candidate.predictor)
                 self._unload(candidate)
 
-    def note_stable(self, abstained: list[bool]) -> None:
-        """Remember stable's recent abstain decisions (what a canary's abstain rate is compared with)."""
+    def note_stable(self, abstained: list[bool], latency_ms: float | None = None) -> None:
+        """Remember stable's recent abstain decisions and request latencies (what a canary's abstain rate
+        and p99 are compared with)."""
         self._stable_abstains.extend(abstained)
+        if latency_ms is not None:
+            self._stable_latencies.append(latency_ms)
+
+    def stable_p99_ms(self) -> float | None:
+        """Stable's p99 request latency over its recent requests."""
+        recent = list(self._stable_latencies)
+        return float(np.percentile(recent, 99)) if len(recent) >= 20 else None
 
     def stable_abstain_rate(self) -> float | None:
         """Stable's abstain rate over its recent answers."""

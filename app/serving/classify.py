@@ -114,8 +114,9 @@ def classify_routed(arrays: list[np.ndarray], version: int | None = None) -> Cla
         if result is not None:
             rollouts.compare(canary, request_id.current(), arrays, answers)  # stable's view, off the response path
             return result
+    started = time.perf_counter()
     result = classify(arrays)
     if rollouts.enabled:
-        rollouts.note_stable([bool(a) for a in result.abstained])
+        rollouts.note_stable([bool(a) for a in result.abstained], (time.perf_counter() - started) * 1000)
         rollouts.shadow(request_id.current(), arrays, result.decisions)
     return result

@@ -139,7 +139,8 @@ def run_candidate(store: Path, candidate: int, photos: list[bytes], until_promot
                "of_last_200": sum(v == str(candidate) for _, v, _ in sent[-200:]),
                "stable_answered": sum(v == "1" for _, v, _ in sent),
                "clients_on_candidate": len({c for c, v, _ in sent if v == str(candidate)}),
-               "state": rollout["state"], "reason": rollout["reason"], "preflight": rollout["preflight"],
+               "state": rollout["state"], "reason": rollout["reason"],
+               "stable_p99_ms": rollout["window"].get("stable_p99_ms"), "preflight": rollout["preflight"],
                "evidence": rollout["evidence"], "window": rollout["window"]}
         if until_promoted:
             canary_clients = {c for c, v, _ in sent if v == str(candidate)}
@@ -153,8 +154,9 @@ def run_candidate(store: Path, candidate: int, photos: list[bytes], until_promot
             everyone = [i for i, (c, v, _) in enumerate(sent) if v == str(candidate) and c not in canary_clients]
             out["requests_until_promoted"] = everyone[0] if everyone else None
             meta = requests.get(f"{base}/v1/models/{model_store.MODEL_NAME}/versions/{candidate}/metadata",
-                                timeout=10).json()
-            out["versioned_metadata_names"] = meta["model_spec"]["version"]
+                                timeout=10)
+            out["versioned_metadata_names"] = (meta.json()["model_spec"]["version"] if meta.ok
+                                               else f"HTTP {meta.status_code}: {meta.text.strip()}")
         out["seconds"] = round(time.perf_counter() - started, 1)
     finally:
         stop(proc)

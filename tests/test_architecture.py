@@ -102,7 +102,9 @@ def test_layers_keep_their_direction():
 
 def test_app_and_training_folders_hold_at_most_ten_modules():
     for package in ("app", "training"):
-        for folder in [ROOT / package, *(p for p in (ROOT / package).rglob("*") if (p / "__init__.py").is_file())]:
+        folders = {path.parent for path in (ROOT / package).rglob("*.py")}
+        for folder in sorted(folders):
+            assert (folder / "__init__.py").is_file(), f"{folder} is not a package"
             modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
             assert len(modules) <= 10, (folder, len(modules))
 

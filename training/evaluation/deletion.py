@@ -17,8 +17,8 @@ import numpy as np
 import explain
 import model_store
 import runtimes
-from training.inputs import data
 from training.evaluation.inference import load_version
+from training.inputs import data
 
 log = logging.getLogger(__name__)
 FILL = explain.occlusion.FILL

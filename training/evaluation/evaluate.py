@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from model_store import TTA_MODES, InvalidImageError, decision, load_image_file
-from training.inputs import data
-from training.finish import plots
 from training.evaluation.inference import load_version, predict_arrays
+from training.finish import plots
+from training.inputs import data
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:

@@ -313,7 +313,7 @@ def test_openapi_describes_the_abstain_contract(colour_store):
             jsonschema.validate(answer, {**schema, **resolver})
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**answer, "abstained": "yes"}, {**schema, **resolver})
-        outputs = schemas["V2InferRequest"]["properties"]["outputs"]["items"]["properties"]["name"]["enum"]
+        outputs = schemas["V2RequestedOutput"]["properties"]["name"]["enum"]
         assert outputs == ["probabilities", "ood_score", "state"]
     finally:
         app.extensions["model_service"].stop()

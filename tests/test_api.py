@@ -2,14 +2,17 @@
 
 import base64
 import io
+import json
 import re
 
 import numpy as np
+import pydantic
 import pytest
 from openapi_spec_validator import validate
 
 import model_store
 import runtimes
+from app.http import datamodels
 from tests import images
 
 
@@ -178,7 +181,26 @@ def test_openapi_document_is_valid_and_complete(client, app):
         declared = {p["name"] for op in doc["paths"][path].values() for p in op.get("parameters", [])
                     if p["in"] == "path"}
         assert set(rule.arguments) <= declared, (path, rule.arguments)
+    refs = set(re.findall(r'"#/components/schemas/(\w+)"', json.dumps(doc)))
+    assert refs and refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
     assert client.get("/docs").status_code == 200
+
+
+def test_served_answers_are_the_declared_types(client, sample_jpeg):
+    # The same types generate the document: a served body that drifts from them fails here.
+    one = client.post("/predict", data=sample_jpeg, content_type="image/jpeg").json
+    datamodels.Prediction.model_validate(one)
+    with pytest.raises(pydantic.ValidationError):
+        datamodels.Prediction.model_validate({**one, "state": "maybe"})
+    b64 = base64.b64encode(sample_jpeg).decode()
+    datamodels.TFPredictResponse.model_validate(
+        client.post("/v1/models/alexnet:predict", json={"instances": [{"b64": b64}]}).json)
+    datamodels.V2InferResponse.model_validate(client.post("/v2/models/alexnet/infer", json={"inputs": [
+        {"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}).json)
+    datamodels.TFModelStatus.model_validate(client.get("/v1/models/alexnet").json)
+    datamodels.V2ModelMetadata.model_validate(client.get("/v2/models/alexnet").json)
+    bad = client.post("/v1/models/alexnet:predict", json={"instances": [{"b65": b64}]})
+    assert bad.status_code == 400 and "instances.0" in bad.json["error"]
 
 
 def test_security_headers_on_page_and_api(client):

@@ -77,8 +77,9 @@ def test_openapi_limits_follow_the_served_settings():
     doc = app.test_client().get("/openapi.json").json
     schemas = doc["components"]["schemas"]
     assert schemas["TFPredictRequest"]["properties"]["instances"]["maxItems"] == 4
-    v2_data = schemas["V2InferRequest"]["properties"]["inputs"]["items"]["properties"]["data"]
-    assert v2_data["maxItems"] == 4
+    assert schemas["V2InferRequest"]["properties"]["inputs"]["items"] == {"$ref": "#/components/schemas/V2InferInput"}
+    assert schemas["V2InferInput"]["properties"]["data"]["maxItems"] == 4
+    assert schemas["V2InferInput"]["properties"]["shape"]["items"]["maximum"] == 4
     form = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["image"]["maxItems"] == 4
     assert "At most 4 images and 1000 bytes" in doc["info"]["description"]

@@ -16,6 +16,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from app.http.datamodels import api
 from app.serving.batching import HIGH
 
 REQUESTS = Counter("http_requests_total", "HTTP requests by route and status", ["method", "route", "status"])
@@ -165,6 +166,7 @@ def _after(response):
     return response
 
 
+@api(content={"text/plain": {"schema": {"type": "string"}}})
 def metrics_view() -> Response:
     """GET /metrics in the Prometheus text format."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

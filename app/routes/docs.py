@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app.features.explain import methods
+from app.http.datamodels import api
 from app.http.openapi import spec
 
 bp = Blueprint("docs", __name__)
 
 
 @bp.get("/openapi.json")
+@api(content={"application/json": {"schema": {"type": "object"}}})
 def openapi():
     """The OpenAPI 3 document."""
     return jsonify(_spec())
@@ -26,5 +28,5 @@ def docs():
 
 
 def _spec() -> dict:
-    return spec(methods(), int(current_app.config["MAX_IMAGES_PER_REQUEST"]),
+    return spec(current_app, methods(), int(current_app.config["MAX_IMAGES_PER_REQUEST"]),
                 int(current_app.config["MAX_CONTENT_LENGTH"]))

@@ -6,11 +6,14 @@ from flask import Blueprint, Response, jsonify, request
 
 import explain
 from app.features.explain import explain_image
+from app.http.datamodels import Explanation, api
 from app.http.errors import ApiError
 from app.http.inputs import decode_all, images_from_request
+from app.http.openapi import explain_method, query, upload
 
 bp = Blueprint("explain", __name__)
 FORMATS = ("json", "png")
+FORMAT_QUERY = query("format", {"type": "string", "enum": list(FORMATS)}, "png: answer the overlay image itself")
 
 
 def query_method() -> str | None:
@@ -22,6 +25,8 @@ def query_method() -> str | None:
 
 
 @bp.post("/explain")
+@api(Explanation, body=upload, query=(explain_method, FORMAT_QUERY),
+     content={"image/png": {"schema": {"type": "string", "format": "binary"}}})
 def explain_route():
     """One image (multipart, raw image/*, JSON base64) -> label, probabilities, method, heatmap, overlay."""
     fmt = request.args.get("format", "json")

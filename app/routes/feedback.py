@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 import prediction_log
 from app.access import auth
 from app.features.logbook import get_logbook
+from app.http.datamodels import Feedback, FeedbackRequest, api, parse
 from app.http.errors import ApiError
 from app.http.inputs import json_object
 from app.serving.model_service import get_service
@@ -17,18 +18,19 @@ HINT = '{"request_id": "...", "index": 0, "label": "cats"}'
 
 
 @bp.post("/feedback")
+@api(Feedback, body=FeedbackRequest, errors={404: "The log holds no prediction with that request_id and index",
+                                             409: "The prediction log is off on this server"})
 def feedback():
     """Store one verdict on a logged prediction; 409 when the log is off, 404 for an id it does not hold."""
     logbook = get_logbook()
     if logbook is None:
         raise ApiError("feedback needs the prediction log, which is off on this server (PREDICTION_LOG)", 409)
     auth.limit_feedback()
-    body = json_object(HINT)
-    rid, index, label = body.get("request_id"), body.get("index", 0), body.get("label")
-    if not isinstance(rid, str) or not rid:
-        raise ApiError(f"'request_id' must be the request_id of a /predict answer, like {HINT}")
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise ApiError("'index' must be the image's position in its request (0 for a single image)")
+    try:
+        body = parse(FeedbackRequest, json_object(HINT), HINT)
+    except ValueError as exc:
+        raise ApiError(str(exc)) from None
+    rid, index, label = body.request_id, body.index, body.label
     predictor = get_service().predictor
     allowed = [*(predictor.class_names if predictor else []), prediction_log.NEITHER]
     if label not in allowed:

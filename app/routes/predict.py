@@ -6,15 +6,20 @@ from flask import Blueprint, jsonify, request
 
 from app.features import logbook
 from app.http import request_id
+from app.http.datamodels import Prediction, Predictions, Status, api
 from app.http.inputs import decode_all, images_from_request
+from app.http.openapi import query, uploads
 from app.serving.classify import check_model, classify_routed, prediction
 from app.serving.model_service import get_service
 from model_store import MODEL_NAME
 
 bp = Blueprint("predict", __name__)
+VERSION_QUERY = query("version", {"type": "string", "pattern": "^[0-9]+$", "examples": ["1"]},
+                      "a served version (stable, or the labelled candidate); 404 for any other")
 
 
 @bp.post("/predict")
+@api((Prediction, Predictions), body=uploads, query=(VERSION_QUERY,))
 def predict():
     """Label one image, or several (then {"predictions": [...]} with filenames); ?version=N asks for a
     served version (stable or the labelled candidate)."""
@@ -31,12 +36,14 @@ def predict():
 
 
 @bp.get("/healthz")
+@api(Status)
 def healthz():
     """The process is alive."""
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
+@api(Status, errors={503: "Not ready, or draining"})
 def readyz():
     """The model is loaded and warmed (503 before that and while draining)."""
     service = get_service()

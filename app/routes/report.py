@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 import model_store
+from app.http.datamodels import api
 from app.http.errors import ApiError
 from app.serving.classify import check_model
 from app.serving.model_service import get_service
@@ -32,6 +33,7 @@ def report_exists(version: int) -> bool:
 
 
 @bp.get("/models/<model:name>/<int:version>/report")
+@api(content={"text/html": {"schema": {"type": "string"}}})
 def report(name: str, version: int):
     """The version's report.html (404 when this server has none for it)."""
     check_model(name)

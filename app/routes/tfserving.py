@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from app.features.logbook import get_logbook
+from app.http.datamodels import TFModelMetadata, TFModelStatus, TFPredictRequest, TFPredictResponse, api, parse
 from app.http.errors import ApiError
 from app.http.inputs import b64decode, check_count, decode_all, json_object
 from app.serving.classify import check_model, classify, served_predictor
@@ -12,11 +13,12 @@ from app.serving.model_service import get_service
 from model_store import MODEL_NAME
 
 bp = Blueprint("tfserving", __name__, url_prefix="/v1/models")
-
+HINT = '{"instances": [{"b64": "..."}]}'
 
 
 @bp.get("/<model:name>")
 @bp.get("/<model:name>/versions/<model:version>")
+@api(TFModelStatus)
 def status(name: str, version: str | None = None):
     """Version states, TF Serving style (AVAILABLE, LOADING, END with an error for failed ones)."""
     if name != MODEL_NAME:
@@ -44,6 +46,7 @@ def status(name: str, version: str | None = None):
 
 @bp.get("/<model:name>/metadata")
 @bp.get("/<model:name>/versions/<version>/metadata")
+@api(TFModelMetadata)
 def metadata(name: str, version: str | None = None):
     """Signature of the served model."""
     p = served_predictor(name, version)
@@ -59,30 +62,27 @@ def metadata(name: str, version: str | None = None):
                              "class_names": p.class_names, "runtime": p.runtime_name})
 
 
-def _instance_bytes(instance: object, i: int) -> bytes:
-    # Accept {"b64": ...} and the named-input form {"image_bytes": {"b64": ...}}.
-    if isinstance(instance, dict) and "b64" not in instance and "image_bytes" in instance:
-        instance = instance["image_bytes"]
-    if not isinstance(instance, dict) or "b64" not in instance:
-        raise ApiError(f"instances[{i}] must be {{\"b64\": \"<base64 image>\"}}")
-    return b64decode(instance["b64"], f"instances[{i}].b64")
-
-
 @bp.post("/<model:name>:predict")
 @bp.post("/<model:name>/versions/<version>:predict")
 @bp.post("/<model:name>/labels/<label>:predict")
+@api(TFPredictResponse, body=TFPredictRequest, headers={"X-Model-Version": {
+    "description": "the version that answered", "schema": {"type": "string"}}})
 def predict(name: str, version: str | None = None, label: str | None = None):
     """{"instances": [{"b64": ...}, ...]} -> {"predictions": [[p0, p1], ...], "answers": [{label, state, ...}]};
     a version or label picks the served version (MODEL_VERSIONS=labels)."""
     if label is not None:
         version = _labelled(name, label)
     served = check_model(name, version)
-    body = json_object('{"instances": [{"b64": "..."}]}')
+    body = json_object(HINT)
     instances = body.get("instances")
-    if not isinstance(instances, list) or not instances:
-        raise ApiError("'instances' must be a non-empty list")
-    check_count(len(instances))
-    items = [(None, _instance_bytes(inst, i)) for i, inst in enumerate(instances)]
+    if isinstance(instances, list):
+        check_count(len(instances))  # before validating: the count has its own message and limit
+    try:
+        instances = parse(TFPredictRequest, body, HINT).instances
+    except ValueError as exc:
+        raise ApiError(str(exc)) from None
+    items = [(None, b64decode(getattr(inst, "image_bytes", inst).b64, f"instances[{i}].b64"))
+             for i, inst in enumerate(instances)]
     result = classify(decode_all(items), version=served)
     # TF Serving's body has no version field: the header names the version that answered.
     # "answers" (the decision every route shares) sits beside TF Serving's own "predictions", which clients read.

@@ -10,6 +10,16 @@ import explain
 import runtimes
 from app.features.explain import explain_image
 from app.http import v2_binary
+from app.http.datamodels import (
+    Live,
+    Ready,
+    V2ExplainRequest,
+    V2InferRequest,
+    V2InferResponse,
+    V2ModelMetadata,
+    V2ServerMetadata,
+    api,
+)
 from app.http.errors import ApiError
 from app.http.inputs import b64decode, check_count, decode_all, json_object
 from app.serving.classify import check_model, classify, served_predictor
@@ -23,22 +33,31 @@ OUTPUT_NAME = "probabilities"
 OOD_NAME = "ood_score"  # per image, higher = less like the trained classes (model_store.ood)
 STATE_NAME = "state"  # per image: "sure", "not_sure" or "neither" (model_store.decision)
 OUTPUTS = (OUTPUT_NAME, OOD_NAME, STATE_NAME)
-
+NOT_READY = {503: ("Not ready", Ready)}
+BINARY = {"application/octet-stream": {"schema": {
+    "type": "string", "format": "binary",
+    "description": "binary tensor data: the first Inference-Header-Content-Length bytes are the JSON response, "
+                   "then each binary output (probabilities, ood_score, state) in the order the JSON lists them"}}}
+BINARY_HEADER = {"Inference-Header-Content-Length": {"description": "length of the JSON part (binary responses "
+                                                                    "only)", "schema": {"type": "integer"}}}
 
 
 @bp.get("")
+@api(V2ServerMetadata)
 def server_metadata():
     """Server name, version and extensions."""
     return jsonify(name="alexnet-service", version="0.1.0", extensions=["binary_tensor_data"])
 
 
 @bp.get("/health/live")
+@api(Live)
 def live():
     """The process is alive."""
     return jsonify(live=True)
 
 
 @bp.get("/health/ready")
+@api(Ready, errors=NOT_READY)
 def ready():
     """Every model is ready (503 otherwise)."""
     ok = get_service().ready
@@ -47,6 +66,7 @@ def ready():
 
 @bp.get("/models/<model:name>/ready")
 @bp.get("/models/<model:name>/versions/<version>/ready")
+@api(Ready, errors=NOT_READY)
 def model_ready(name: str, version: str | None = None):
     """This model is ready."""
     check_model(name, version)
@@ -56,6 +76,7 @@ def model_ready(name: str, version: str | None = None):
 
 @bp.get("/models/<model:name>")
 @bp.get("/models/<model:name>/versions/<version>")
+@api(V2ModelMetadata)
 def model_metadata(name: str, version: str | None = None):
     """Inputs and outputs with datatypes and shapes."""
     p = served_predictor(name, version)
@@ -108,6 +129,7 @@ def _input_items(body: dict, binary: bytes) -> list[tuple[None, bytes]]:
 
 @bp.post("/models/<model:name>/infer")
 @bp.post("/models/<model:name>/versions/<version>/infer")
+@api(V2InferResponse, body=V2InferRequest, content=BINARY, headers=BINARY_HEADER)
 def infer(name: str, version: str | None = None):
     """BYTES input of image files (base64 JSON or binary extension) -> FP32 probabilities [N, classes] and
     ood_score [N] and state [N] (BYTES: "sure", "not_sure" or "neither")."""
@@ -148,6 +170,7 @@ def infer(name: str, version: str | None = None):
 
 @bp.post("/models/<model:name>/explain")
 @bp.post("/models/<model:name>/versions/<version>/explain")
+@api(V2InferResponse, body=V2ExplainRequest)
 def explain_v2(name: str, version: str | None = None):
     """One BYTES image (as for infer) -> FP32 probabilities [1, classes] and heatmap [16, 16] outputs;
     parameters.method picks gradcam or occlusion."""

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="requests per level (python load generator)")
     parser.add_argument("--raw-seconds", type=float, default=6.0)
     parser.add_argument("--runtimes", default=",".join(runtimes.NAMES), help="our server under each of these")
-    parser.add_argument("--bentoml-python", help="python of a venv with BentoML + TensorFlow (make bench makes one)")
+    parser.add_argument("--bentoml-python", help="python of a venv with BentoML + OpenVINO (make bench makes one)")
     parser.add_argument("--out", default=str(ROOT / ".bench" / "results"))  # ignored by git
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-floor", action="store_true",
@@ -144,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         paired_result = paired.run(store, fast, drive, predict, rounds=args.paired_rounds,
                                    clients=max(levels), env=extra)
     if args.bentoml_python:
-        print("BentoML (adaptive batching, the .h5 in a tf.function) ...", flush=True)
-        servers["bentoml"] = _serve_and_drive(lambda port: bento.start(args.bentoml_python, store, port), drive,
-                                              levels, measure_child=False)
+        peer_ir = next((n for n in ("openvino-int8", "openvino") if n in exported), None)
+        print(f"BentoML (adaptive batching, the {peer_ir} IR our server serves) ...", flush=True)
+        servers["bentoml"] = _serve_and_drive(lambda port: bento.start(args.bentoml_python, store, port, peer_ir),
+                                              drive, levels, measure_child=False)
     if not args.skip_naive:
         print("naive server (global model, model.predict per request, gthread 1x8) ...", flush=True)
         servers["naive"] = _serve_and_drive(lambda port: _naive(store, port), drive, levels)

@@ -117,13 +117,24 @@ class RolloutManager:
         return candidate
 
     def _stable_idle(self) -> bool:
-        """Wait for a gap in stable's work (True), or give up after SHADOW_WAIT_S (False: drop the shadow)."""
+        """Wait for a gap in stable's work (True), or give up after SHADOW_WAIT_S (False: drop the shadow).
+
+        Woken by events, not a polling tick: the last request in flight leaving, stable finishing a batch."""
+        service = self.service
         deadline = time.monotonic() + SHADOW_WAIT_S
-        while time.monotonic() < deadline:
-            # No request being handled (one may be decoding, about to need the model) and stable idle.
-            if self.service.in_flight == 0 and self.service.batcher.idle_for() >= STABLE_IDLE_S:
+        while (remaining := deadline - time.monotonic()) > 0:
+            # No request being handled (one may be decoding, about to need the model)...
+            with service.in_flight_lock:
+                if not service.in_flight_lock.wait_for(lambda: service.in_flight == 0, remaining):
+                    return False
+            # ...and stable idle for STABLE_IDLE_S (closed-loop clients come back within that).
+            idle = service.batcher.idle_for()
+            if idle >= STABLE_IDLE_S:
                 return True
-            time.sleep(STABLE_IDLE_S / 2)
+            if idle == 0.0:
+                service.batcher.wait_for_batch(remaining)
+            else:
+                time.sleep(min(STABLE_IDLE_S - idle, remaining))
         return False
 
     def _rejected(self, version: int, reason: str, checked: dict | None = None) -> Candidate:

@@ -36,7 +36,8 @@ class ModelService:
         # One model call at a time across versions: each call already uses every core, and a stable and a
         # candidate call at once would only fight over them.
         self.model_lock = threading.Lock()
-        self.in_flight, self.in_flight_lock = 0, threading.Lock()
+        # A condition, notified when the last request in flight leaves: shadow work waits on it.
+        self.in_flight, self.in_flight_lock = 0, threading.Condition()
         self.rollouts = RolloutManager(self)
         self.poller = VersionPoller(self)
         self.gateway = Gateway(self)
@@ -159,5 +160,7 @@ def init_app(app: Flask) -> None:
         if g.pop("counted_in_flight", False):
             with service.in_flight_lock:
                 service.in_flight -= 1
+                if service.in_flight == 0:
+                    service.in_flight_lock.notify_all()
     if app.config.get("LOAD_MODEL", True):
         service.start()

@@ -18,6 +18,14 @@ COPY requirements-serve.lock requirements-serve-tensorflow.lock /tmp/
 RUN if [ "$WITH_TENSORFLOW" = "1" ]; then lock=/tmp/requirements-serve-tensorflow.lock; \
     else lock=/tmp/requirements-serve.lock; fi \
     && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r "$lock"
+# The service compiles IR for the CPU only: OpenVINO's GPU and NPU plugins, their kernel cache and the
+# frontends of other model formats (ONNX, TensorFlow, PyTorch, ...) are ~80 MB it never loads; OpenCV's Haar
+# cascades (cv2/data) 10 MB more. Only /opt/venv reaches the final image, so deleting here shrinks it;
+# tests/test_container.py checks that the image still serves what the process serves.
+RUN sp=/opt/venv/lib/python3.11/site-packages \
+    && rm -rf "$sp/cv2/data" "$sp/openvino/libs/libopenvino_intel_gpu_plugin.so" \
+        "$sp/openvino/libs/libopenvino_intel_npu_plugin.so" "$sp/openvino/libs/cache.json" \
+    && find "$sp/openvino/libs" -name 'libopenvino_*_frontend.so*' ! -name 'libopenvino_ir_frontend.so*' -delete
 
 FROM ${BASE_IMAGE}
 ENV PYTHONUNBUFFERED=1 \
@@ -41,6 +49,9 @@ COPY explain/ explain/
 COPY prediction_log/ prediction_log/
 COPY api_keys/ api_keys/
 COPY wsgi.py gunicorn.conf.py ./
+# Bytecode compiled once here: the root may be read-only and PYTHONDONTWRITEBYTECODE is set, so otherwise
+# every worker start would compile the app's modules again.
+RUN python -m compileall -q /srv/app
 # bake/ holds only a README unless `make bake` put a model version there on purpose.
 COPY bake/ /srv/models/
 USER 10001:10001

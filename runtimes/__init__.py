@@ -56,6 +56,8 @@ class Runtime(Protocol):
     # Explanation methods the runtime computes itself (e.g. "gradcam", which needs gradients); occlusion
     # works for every runtime through predict.
     explain_methods: tuple[str, ...]
+    # Whether each batch size needs a warm-up call of its own (else one batch-1 call warms every size).
+    warm_each_batch_size: bool
 
     def predict(self, images: np.ndarray) -> np.ndarray: ...
 

@@ -16,6 +16,7 @@ class KerasRuntime:
     """alexnet.h5 behind predict(images) -> probabilities."""
 
     name = "tensorflow"
+    warm_each_batch_size = True  # oneDNN builds its kernels per input shape on first use
 
     def __init__(self, model: keras.Model):
         self.model = model

@@ -123,7 +123,7 @@ def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
     predictor = Predictor(version, metadata, class_names, model, max_batch, tta=model_store.tta.check_mode(tta),
                           policy=policy_of(metadata, abstain, threshold))
     started = time.monotonic()
-    sizes = warmup_sizes(max_batch)
+    sizes = warmup_sizes(max_batch) if model.warm_each_batch_size else [1]
     for size in sizes:
         probs = predictor.predict(np.zeros((size, *expected_in[1:]), np.uint8))
         if probs.shape != (size, len(class_names)) or not np.all(np.isfinite(probs)):

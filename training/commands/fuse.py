@@ -1,7 +1,7 @@
 """`python -m training ood-head`: publish a version's model with the fused OOD head as a new version.
 
-`train` fuses the head itself (`--ood-head-weight`, training/net/ood_head.py); this command gives one to a
-version trained before, or another weight. The source version is never changed: a published version is
+`train` publishes without it (the "other" output alone); this command adds the head (training/net/ood_head.py)
+to a version, with the weight given. The source version is never changed: a published version is
 immutable, and servers that serve it keep its answers. The new version carries the same training record
 (history, curves), its own exports, abstain threshold, figures and report, and `derived_from`.
 """

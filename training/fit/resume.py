@@ -54,13 +54,13 @@ def clear(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-class SaveState(keras.callbacks.Callback):
-    """At each epoch end, atomically save weights, optimizer and the callbacks' best-so-far counters."""
+class RestoreCounters(keras.callbacks.Callback):
+    """On --resume, give the checkpoint and early stopping the best-so-far counters of the interrupted run."""
 
-    def __init__(self, folder: Path, checkpoint: keras.callbacks.ModelCheckpoint,
-                 stopping: keras.callbacks.EarlyStopping, state: dict | None = None):
+    def __init__(self, checkpoint: keras.callbacks.ModelCheckpoint, stopping: keras.callbacks.EarlyStopping,
+                 state: dict | None = None):
         super().__init__()
-        self.folder, self.checkpoint, self.stopping, self.state = folder, checkpoint, stopping, state
+        self.checkpoint, self.stopping, self.state = checkpoint, stopping, state
 
     def on_train_begin(self, logs=None):
         # Runs after EarlyStopping's own on_train_begin (it is listed later), which resets these.
@@ -68,6 +68,15 @@ class SaveState(keras.callbacks.Callback):
             self.stopping.wait = self.state["wait"]
             self.stopping.best = self.state["best"]
             self.checkpoint.best = self.state["best"]
+
+
+class SaveState(RestoreCounters):
+    """The same, and at each epoch end atomically save weights, optimizer and those counters."""
+
+    def __init__(self, folder: Path, checkpoint: keras.callbacks.ModelCheckpoint,
+                 stopping: keras.callbacks.EarlyStopping, state: dict | None = None):
+        super().__init__(checkpoint, stopping, state)
+        self.folder = folder
 
     def on_epoch_end(self, epoch, logs=None):
         save_state(self.folder, self.model, {"epoch": epoch + 1, "best": self.checkpoint.best,

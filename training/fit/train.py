@@ -204,19 +204,17 @@ def train(r: Run, model: keras.Model, loss, source: pipeline.EpochBatches, val_d
     """Step 4: the epochs (keeping the best weights and the resume state): (steady img/s, seconds)."""
     args, folder = r.args, r.folder
     started, clock = time.time(), time.monotonic()
+    # Several workers stop together or not at all: the time budget's deadline is for one process.
+    deadline = budget.Deadline(folder, args.time_budget, progress, budget.spent(folder) if r.state else 0.0,
+                               clock_start=clock) if progress is not None and not r.multi else None
+    speed = precision.EpochSpeed(r.batch)
     try:
-        if r.multi:
-            train_img_s = loop.fit(r.strategy, model, loss, source, val_ds, r.num_classes, args.epochs,
-                                   r.first_epoch, folder, r.chief, args.patience, r.state)
-        else:
-            deadline = budget.Deadline(folder, args.time_budget, progress, budget.spent(folder) if r.state else 0.0,
-                                       clock_start=clock) if progress is not None else None
-            train_img_s = _fit(args, model, pipeline.train_dataset_from(source, r.num_classes), val_ds, folder,
-                               r.state, r.first_epoch, r.batch, deadline)
+        loop.fit(r.strategy, model, loss, source, val_ds, r.num_classes, args.epochs, r.first_epoch,
+                 _callbacks(args, folder, r.state, speed, deadline, writer=r.chief), multi_worker=r.multi)
     except BaseException:
         print(f"training interrupted; continue it with the same command plus --resume ({folder})", flush=True)
         raise
-    return train_img_s, time.time() - started
+    return speed.steady(), time.time() - started
 
 
 def best_float32_model(r: Run) -> keras.Model:
@@ -253,20 +251,18 @@ def publish(r: Run, model: keras.Model, summary: dict, seconds: float) -> str:
     return f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}"
 
 
-def _fit(args: argparse.Namespace, model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
-         folder: Path, state: dict | None, first_epoch: int, batch_size: int,
-         deadline: keras.callbacks.Callback | None = None) -> float | None:
-    """Keras fit with the best-epoch checkpoint, early stopping and the resume state; steady img/s."""
+def _callbacks(args: argparse.Namespace, folder: Path, state: dict | None, speed: precision.EpochSpeed,
+               deadline: keras.callbacks.Callback | None, writer: bool) -> list[keras.callbacks.Callback]:
+    """The loop's callbacks: best-epoch checkpoint, early stopping, history, speed, deadline and resume state
+    (a worker that is not the chief gets only those that write nothing)."""
     checkpoint = keras.callbacks.ModelCheckpoint(folder / "best.weights.h5", monitor="val_accuracy", mode="max",
                                                  save_best_only=True, save_weights_only=True)
     stopping = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience,
                                              restore_best_weights=True)
-    speed = precision.EpochSpeed(batch_size)
-    callbacks = [checkpoint, stopping, keras.callbacks.CSVLogger(folder / "history.csv", append=bool(state)),
-                 speed, *([deadline] if deadline else []), resume.SaveState(folder, checkpoint, stopping, state)]
-    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=first_epoch,
-              callbacks=callbacks, verbose=args.verbose)
-    return speed.steady()
+    if not writer:
+        return [stopping, speed, *([deadline] if deadline else []), resume.RestoreCounters(checkpoint, stopping, state)]
+    return [checkpoint, stopping, keras.callbacks.CSVLogger(folder / "history.csv", append=bool(state)),
+            speed, *([deadline] if deadline else []), resume.SaveState(folder, checkpoint, stopping, state)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

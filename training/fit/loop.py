@@ -32,12 +32,15 @@ def weights_digest(model: keras.Model) -> str:
 
 
 def _distributed(strategy, source: pipeline.EpochBatches, num_classes: int, multi_worker: bool):
+    # Repeated: each repetition calls the source again (the next epoch's order), and one iterator serves every
+    # epoch. A fresh iterator per epoch, with the last one's prefetch still in flight, stalled the CPU for
+    # ~35 s at some epoch starts (measured on a 2-core host).
     if not multi_worker:  # one process: the strategy splits each global batch over its replicas
-        return strategy.experimental_distribute_dataset(pipeline.train_dataset_from(source, num_classes))
+        return strategy.experimental_distribute_dataset(pipeline.train_dataset_from(source, num_classes).repeat())
 
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         return pipeline.train_dataset_from(source.shard(ctx.input_pipeline_id, ctx.num_input_pipelines),
-                                           num_classes)
+                                           num_classes).repeat()
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
@@ -85,13 +88,12 @@ def fit(strategy, model: keras.Model, loss_fn, source: pipeline.EpochBatches, va
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     hooks = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=source.steps())
     source.epoch = first_epoch
-    dist = _distributed(strategy, source, num_classes, multi_worker)
+    iterator = iter(_distributed(strategy, source, num_classes, multi_worker))
     model.stop_training = False
     hooks.on_train_begin()
     for epoch in range(first_epoch, epochs):
         started = time.time()
         hooks.on_epoch_begin(epoch)
-        iterator = iter(dist)
         loss_sum = hits_sum = 0.0
         steps = 0
         for batch in range(source.steps()):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 import settings
+from app.http.errors import ApiError
 
 MAX_IMAGES = int(settings.BY_NAME["MAX_IMAGES_PER_REQUEST"].default)  # the default; openapi.spec takes the served one
 # An 8x8 PNG, so generated examples reach the model and not only the validation errors.
@@ -94,7 +95,8 @@ class NamedB64(Model):
 
 
 class TFPredictRequest(Model):
-    instances: list[B64 | NamedB64] = Field(min_length=1, max_length=MAX_IMAGES)
+    # The limit is documented, not validated here: check_count enforces the served MAX_IMAGES_PER_REQUEST.
+    instances: list[B64 | NamedB64] = Field(min_length=1, json_schema_extra={"maxItems": MAX_IMAGES})
 
 
 class TFPredictResponse(Model):
@@ -248,9 +250,9 @@ def api(response: type[Model] | tuple[type[Model], ...] | None = None, *, body: 
 
 
 def parse(model: type[Model], body: dict, hint: str) -> Model:
-    """body validated as `model`, or ValueError naming each wrong field (the routes answer it as a 400)."""
+    """body validated as `model`, or a 400 naming each wrong field."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         wrong = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{wrong} (expected {hint})") from None
+        raise ApiError(f"{wrong} (expected {hint})") from None

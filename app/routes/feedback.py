@@ -26,10 +26,7 @@ def feedback():
     if logbook is None:
         raise ApiError("feedback needs the prediction log, which is off on this server (PREDICTION_LOG)", 409)
     auth.limit_feedback()
-    try:
-        body = parse(FeedbackRequest, json_object(HINT), HINT)
-    except ValueError as exc:
-        raise ApiError(str(exc)) from None
+    body = parse(FeedbackRequest, json_object(HINT), HINT)
     rid, index, label = body.request_id, body.index, body.label
     predictor = get_service().predictor
     allowed = [*(predictor.class_names if predictor else []), prediction_log.NEITHER]

@@ -77,10 +77,7 @@ def predict(name: str, version: str | None = None, label: str | None = None):
     instances = body.get("instances")
     if isinstance(instances, list):
         check_count(len(instances))  # before validating: the count has its own message and limit
-    try:
-        instances = parse(TFPredictRequest, body, HINT).instances
-    except ValueError as exc:
-        raise ApiError(str(exc)) from None
+    instances = parse(TFPredictRequest, body, HINT).instances
     items = [(None, b64decode(getattr(inst, "image_bytes", inst).b64, f"instances[{i}].b64"))
              for i, inst in enumerate(instances)]
     result = classify(decode_all(items), version=served)

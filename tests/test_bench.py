@@ -4,6 +4,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from bench.reports import checks, cpu, report
 
 
@@ -160,3 +162,13 @@ def test_raw_batch1_is_the_mean_time_per_call(monkeypatch):
     assert calls[0] == (1, 227, 227, 3)
     assert ms == 1000 / 256
     assert len(calls) == 5 + 32
+
+
+def test_soak_rss_trend_tells_a_leak_from_a_plateau():
+    from bench.drive.soak import RSS_TREND_LIMIT, rss_trend
+
+    plateau = [(n, 320.0 + (3.0 if n % 400 == 0 else 0.0)) for n in range(500, 5000, 50)]
+    leak = [(n, 320.0 + 0.005 * n) for n in range(500, 5000, 50)]  # 5 KB per request
+    assert abs(rss_trend(plateau)) < RSS_TREND_LIMIT
+    assert rss_trend(leak) == pytest.approx(5.0)
+    assert rss_trend(leak[:2]) == 0.0

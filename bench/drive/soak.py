@@ -1,7 +1,9 @@
 """`make soak`: thousands of mixed good and bad requests at high concurrency against the real server.
 
-Passes when there is no 5xx, no transport error, every request gets the status class it should, and
-the worker's RSS grows by less than 50 MB between the end of warm-up and the end of the run.
+Passes when there is no 5xx, no transport error, every request gets the status class it should, the
+worker's RSS grows by less than 50 MB between the end of warm-up and the end of the run, and the RSS
+sampled through the run shows no trend (least-squares slope after warm-up under 2 MB per 1,000 requests:
+a leak of 2 KB per request, where allocator noise stays well below it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from bench.drive import load
 from bench.drive.server import free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
 from tests import images
 
+# MB per 1,000 requests: a slope above it over the post-warm-up samples reads as a leak.
+RSS_TREND_LIMIT = 2.0
 SHARED_VAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "cats_dogs" / "validation"
 
 
@@ -63,6 +67,25 @@ def drain_under_load(port: int, proc, bodies: list[bytes], clients: int = 32) ->
     for t in threads:
         t.join()
     return outcomes
+
+
+def rss_trend(samples: list[tuple[int, float]]) -> float:
+    """Least-squares slope of (requests done, RSS MB) samples, in MB per 1,000 requests (0 if too few)."""
+    if len(samples) < 3 or len({n for n, _ in samples}) < 2:
+        return 0.0
+    done = [n for n, _ in samples]
+    rss = [r for _, r in samples]
+    mean_n, mean_r = sum(done) / len(done), sum(rss) / len(rss)
+    cov = sum((n - mean_n) * (r - mean_r) for n, r in samples)
+    var = sum((n - mean_n) ** 2 for n in done)
+    return 1000.0 * cov / var
+
+
+def sample_rss(proc, progress, stop_event: threading.Event, samples: list[tuple[int, float]],
+               every_s: float = 0.25) -> None:
+    """Append (progress(), worker RSS MB) every every_s seconds until stop_event is set."""
+    while not stop_event.wait(every_s):
+        samples.append((progress(), worker_rss_mb(proc.pid)))
 
 
 def request_mix(photo_bodies: list[bytes]) -> list[tuple[str, str, str, bytes, int]]:
@@ -115,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     wrong: list[str] = []
     lock = threading.Lock()
     counter = itertools.count()
+    done = [0]  # requests answered, read by the RSS sampler
+    samples: list[tuple[int, float]] = []
+    sampling = threading.Event()
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc, timeout=180)
 
@@ -137,18 +163,23 @@ def main(argv: list[str] | None = None) -> int:
                     conn.close()
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                 with lock:
+                    done[0] += 1
                     counts[status if isinstance(status, str) else f"{status // 100}xx"] += 1
                     if status != expected:
                         wrong.append(f"{name}: got {status}, expected {expected}")
             conn.close()
 
         started = time.monotonic()
+        sampler = threading.Thread(target=sample_rss, args=(proc, lambda: done[0], sampling, samples))
+        sampler.start()
         threads = [threading.Thread(target=client) for _ in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         seconds = time.monotonic() - started
+        sampling.set()
+        sampler.join()
         end_rss = worker_rss_mb(proc.pid)
         healthy = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         healthy.request("GET", "/healthz")
@@ -158,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = stop(proc)
 
     growth = end_rss - (base_rss or end_rss)
+    steady = [(n, r) for n, r in samples if n >= args.warmup]
+    trend = rss_trend(steady)
     transport = sum(v for k, v in counts.items() if k.startswith("transport"))
     print(f"soak: {args.requests} requests ({len(mix)} kinds: photos, every format, every bad input) at "
           f"{args.clients} clients in {seconds:.1f}s ({args.requests / seconds:.1f} req/s)")
@@ -165,12 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  5xx: {counts['5xx']}, transport errors: {transport}, unexpected statuses: {len(wrong)}")
     print(f"  worker RSS after warm-up ({args.warmup} requests): {base_rss:.0f} MB, at end: {end_rss:.0f} MB, "
           f"growth {growth:+.1f} MB (limit 50)")
+    low, high = (min(r for _, r in steady), max(r for _, r in steady)) if steady else (0.0, 0.0)
+    print(f"  RSS trend over {len(steady)} samples after warm-up: {trend:+.2f} MB per 1,000 requests "
+          f"(limit {RSS_TREND_LIMIT}), range {low:.0f}-{high:.0f} MB")
     resets = sum(v for k, v in drained.items() if k.startswith("reset"))
     print(f"  /healthz after the run: {health_status}; SIGTERM with 32 uploads in flight: {dict(drained)}, "
           f"resets {resets}; exit code: {exit_code}")
     for line in collections.Counter(wrong).most_common(5):
         print(f"  unexpected: {line}")
-    ok = (counts["5xx"] == 0 and transport == 0 and not wrong and growth < 50 and health_status == 200
+    ok = (counts["5xx"] == 0 and transport == 0 and not wrong and growth < 50 and trend < RSS_TREND_LIMIT
+          and health_status == 200
           and resets == 0 and exit_code == 0 and set(drained) <= {"200", "503", "refused"})
     print("SOAK PASSED" if ok else "SOAK FAILED")
     return 0 if ok else 1

@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.drive.soak")
     parser.add_argument("--model-store", default="model_store")
     parser.add_argument("--images", default=str(SHARED_VAL))
-    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=25000)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=2500)
     args = parser.parse_args(argv)
 
     photos = load.load_bodies(args.images, 40)

@@ -12,7 +12,7 @@ from app import config
 from app.access import auth
 from app.features import explain, logbook
 from app.http import errors, multipart, request_id, security
-from app.http.decode_budget import DecodeBudget, return_big_buffers_to_the_os, trim_heaps_every
+from app.http.decode_budget import DecodeBudget, limit_heaps, return_big_buffers_to_the_os, trim_heaps_every
 from app.ops import metrics
 from app.serving import model_service
 from app.serving.predictor import ModelLoadError
@@ -41,6 +41,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.logger.setLevel(logging.INFO)
 
     return_big_buffers_to_the_os()
+    # Before the model's and the request threads start: the cap applies to heaps made after it.
+    limit_heaps(int(app.config["MALLOC_ARENA_MAX"]))
     if float(app.config["MALLOC_TRIM_SECONDS"]) > 0:
         trim_heaps_every(float(app.config["MALLOC_TRIM_SECONDS"]))
     app.extensions["decode_budget"] = DecodeBudget(float(app.config["DECODE_BUDGET_MEGAPIXELS"]),

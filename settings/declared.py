@@ -133,6 +133,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(~6 bytes each)", positive=True),
     Setting("MALLOC_TRIM_SECONDS", float, 5.0, "hand free heap memory back to the OS this often (0 = never)",
             low=0),
+    Setting("MALLOC_ARENA_MAX", int, 2, "glibc malloc heaps per worker (glibc reads it too; 0 = glibc's default of "
+            "8 per core)", low=0),
     Setting("EXPLAIN_CONCURRENCY", int, 1, "explanations computed at once per worker (more wait, then 503)",
             low=1),
     Setting("EXPLAIN_BATCH", int, 2, "explanation images per model call: what a prediction may wait behind",

@@ -1,9 +1,13 @@
 """Pixel limits that hold for every format, and a decode memory budget that hostile uploads cannot exceed."""
 
 import io
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -139,3 +143,35 @@ def test_one_trim_thread_per_process():
     first = decode_budget.trim_heaps_every(60)
     assert decode_budget.trim_heaps_every(60) is first
     assert [t for t in threading.enumerate() if t.name == "malloc-trim"] == [first]
+
+
+HEAP_COUNT = """
+import ctypes, sys, threading
+from app.http import decode_budget
+decode_budget.limit_heaps(int(sys.argv[1]))
+barrier = threading.Barrier(9)
+def work():
+    block = bytearray(256 * 1024)  # malloc'd in this thread: it gets a heap of its own when one is allowed
+    barrier.wait()
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+barrier.wait()
+ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" block per heap, on stderr
+barrier.wait()
+for t in threads:
+    t.join()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc malloc")
+def test_heaps_are_capped_for_threads_started_after():
+    def heaps(cap: int) -> int:
+        out = subprocess.run([sys.executable, "-c", HEAP_COUNT, str(cap)], capture_output=True, text=True,
+                             timeout=60, cwd=Path(__file__).resolve().parents[1], check=True,
+                             env={k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"})
+        return out.stderr.count("Arena ")
+
+    assert heaps(2) == 2
+    assert heaps(0) > 2  # glibc's own default: a heap per thread here

@@ -20,7 +20,7 @@ import numpy as np
 UNKNOWN_LABEL = "unknown"
 METHODS = ("other", "msp")
 METHOD = "msp"  # the score of versions whose metadata names none
-DEFAULT_ABSTAIN_RATE = 0.02  # share of the validation photos a fitted threshold abstains on
+DEFAULT_ABSTAIN_RATE = 0.025  # share of the validation photos a fitted threshold abstains on
 
 
 def scores(probabilities: np.ndarray, method: str = METHOD) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import settings
 def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bool = True,
                threads: int | None = None) -> ov.CompiledModel:
     """Compile for the CPU: one stream using every core (the batcher sends one batch at a time), or
-    `threads` of them (several model processes side by side, as batch scoring's workers).
+    `threads` of them (several model processes side by side, as batch scoring's or gunicorn's workers).
 
     precision 'f32' keeps float32 math even on CPUs where OpenVINO would otherwise run bf16.
     """
@@ -23,9 +24,18 @@ def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bo
         core.set_property({"CACHE_DIR": declared["OV_CACHE_DIR"]})
     config = {"PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision,
               "ENABLE_CPU_PINNING": declared["OV_CPU_PINNING"] == "on"}
+    threads = threads or declared["OV_THREADS"] or core_share()
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return core.compile_model(model if isinstance(model, ov.Model) else core.read_model(model), "CPU", config)
+
+
+def core_share() -> int | None:
+    """This worker's share of the cores when gunicorn runs several (None with one: OpenVINO takes them all)."""
+    workers = settings.read(reader="gunicorn")["WEB_CONCURRENCY"]
+    if workers <= 1:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
 class OpenVinoRuntime:

@@ -58,6 +58,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_RUNTIME", str, "auto", "`auto` (int8 when its accuracy and abstain figures hold, else "
             "float32), `openvino-int8`, `openvino` or `tensorflow`", choices=RUNTIMES),
     Setting("OV_CACHE_DIR", str, None, "OpenVINO's compiled-model cache (faster start-ups)", "runtime"),
+    # Several workers each run their own model: without a share each would start a thread per core, and
+    # their model calls would fight over the same cores.
+    Setting("OV_THREADS", int, None, "inference threads per model", "runtime", low=1,
+            shown="the cores divided among `WEB_CONCURRENCY` workers"),
     # Off: pinned inference threads could not make way for the request threads (decode, HTTP) on the same
     # cores; unpinned, the server answered 4-8% more images per second at 32 clients on a 2-core host.
     Setting("OV_CPU_PINNING", str, "off", "`on`: OpenVINO pins its inference threads to cores (its own "

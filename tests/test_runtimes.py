@@ -115,6 +115,26 @@ def test_cpu_pinning_follows_the_setting(trained_store, monkeypatch, pinning):
     assert model.compiled.get_property("ENABLE_CPU_PINNING") is (pinning == "on")
 
 
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"WEB_CONCURRENCY": "2"}, lambda cores: max(1, cores // 2)),  # each worker its share of the cores
+    ({"WEB_CONCURRENCY": "4", "OV_THREADS": "2"}, lambda cores: min(2, cores)),  # the setting wins
+    ({"WEB_CONCURRENCY": "1"}, None),  # one worker: OpenVINO's own choice (every core)
+])
+def test_inference_threads_share_the_cores_among_workers(trained_store, monkeypatch, env, expected):
+    for name in ("WEB_CONCURRENCY", "OV_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    vdir = model_store.version_dir(trained_store, 1)
+    model = runtimes.load(vdir, model_store.read_metadata(trained_store, 1), "openvino-int8")
+    threads = int(model.compiled.get_property("INFERENCE_NUM_THREADS"))
+    cores = len(os.sched_getaffinity(0))
+    if expected is None:
+        assert threads in (0, cores)  # 0: OpenVINO decides, which is every core
+    else:
+        assert threads == expected(cores)
+
+
 def test_openvino_worker_never_imports_tensorflow(trained_store):
     port = free_port()
     proc = start_gunicorn(trained_store, port, {"MODEL_RUNTIME": "openvino-int8", "WEB_CONCURRENCY": "1"})

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                          strict=True)]
     ranking = rank(results)
     print(f"{len(results)} fold(s), {ranking[0]['kinds']} unseen kinds in all; thresholds at "
-          f"{args.abstain_rate:.0%} of the validation photos ({time.time() - started:.0f} s)")
+          f"{args.abstain_rate:.1%} of the validation photos ({time.time() - started:.0f} s)")
     print("| method | mean AUROC, unseen | mean abstained | worst kind AUROC | worst kind abstained | per fold |")
     print("|---|---:|---:|---:|---:|---|")
     for r in ranking:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,11 @@ def choose(metadata: dict, requested: str = "auto", is_installed: Callable[[str]
 def files_for(metadata: dict, name: str) -> list[str]:
     """Files (relative to the version folder) a runtime reads."""
     return list(exported(metadata)[name]["files"])
+
+
+def share_of_cores(processes: int) -> int:
+    """Inference threads for one of `processes` model processes on this machine's cores (at least 1)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, processes))
 
 
 def load(version_dir: str | Path, metadata: dict, name: str, threads: int | None = None) -> Runtime:

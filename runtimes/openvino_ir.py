@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 
 import settings
+from runtimes import share_of_cores
 
 
 def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bool = True,
@@ -33,9 +33,7 @@ def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bo
 def core_share() -> int | None:
     """This worker's share of the cores when gunicorn runs several (None with one: OpenVINO takes them all)."""
     workers = settings.read(reader="gunicorn")["WEB_CONCURRENCY"]
-    if workers <= 1:
-        return None
-    return max(1, len(os.sched_getaffinity(0)) // workers)
+    return share_of_cores(workers) if workers > 1 else None
 
 
 class OpenVinoRuntime:

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         direct = options.view_as(DirectOptions)
         if direct.direct_running_mode == "multi_processing":  # one model per process: split the cores
-            threads = max(1, (os.cpu_count() or 1) // max(1, direct.direct_num_workers or 1))
+            threads = runtimes.share_of_cores(direct.direct_num_workers or 1)
     handler = RuntimeModelHandler(args.model_store, args.version, args.runtime, args.batch_size, args.cache_dir,
                                   threads)
     started = time.monotonic()

@@ -120,6 +120,18 @@ def test_unseen_kinds_are_drawn_by_seed_named_or_refused(tmp_path):
             negatives.pick_unseen([root], bad)
 
 
+def test_int8_calibration_of_a_re_export_includes_the_trained_negatives_only(tmp_path):
+    from training.finish import export
+
+    root = _folder(tmp_path / "neg", {"a": RED, "b": BLUE, "c": GREY}, 6)
+    meta = {"dataset": {"negatives": [str(root)], "negatives_holdout": 0.34, "negatives_unseen": ["c"]}}
+    train, held = negatives.split([root], 0.34, 5, ["c"])
+    assert export.trained_negatives(meta, 5) == train and len(train) == 8
+    assert not {f for f, _ in train} & {f for files in held.values() for f in files}
+    assert all("/c/" not in f and label == negatives.NEGATIVE for f, label in train)
+    assert export.trained_negatives({"dataset": {}}, 5) == []
+
+
 @pytest.fixture(scope="module")
 def fused_store(tmp_path_factory):
     """Version 1: the tiny model with its "other" output, exported; version 2: `ood-head` of it."""

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_IMAGES = 300
+# Training photos the int8 ranges are fitted on (the negatives a version trained on among them).
+CALIBRATION_IMAGES = 1000
 IR_PREFIX = "openvino-"
 
 
@@ -79,7 +80,10 @@ def quantize(ov_model: ov.Model, calibration: np.ndarray) -> ov.Model:
             # would move the distance, and with it the "other" score, far more than the classes'.
             patterns.append(r".*/ood_[^/]*/.*")
         ignored = nncf.IgnoredScope(patterns=patterns, validate=False)
-    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items), ignored_scope=ignored)
+    # Full bias correction (not the fast one): it corrects each layer's shift on the calibration photos after
+    # the layers before it are quantized, so the int8 model decides as float32 does more often.
+    return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items), ignored_scope=ignored,
+                         fast_bias_correction=False)
 
 
 def accuracy(predict, images: np.ndarray, labels: np.ndarray, batch: int = 32) -> float:
@@ -185,6 +189,21 @@ def validation_of(metadata: dict, val_dir: str | None = None, seed: int = 1337):
     return cache.load_cached(val_pairs, class_names, cache.default_cache_dir())
 
 
+def trained_negatives(metadata: dict, seed: int) -> list[tuple[str, int]]:
+    """The negative photos a version trained on (the same split train made): int8 ranges calibrated on cats and
+    dogs alone clip the activations of other things, and the "other" score with them."""
+    from training.inputs import negatives, synthetic
+
+    ds = metadata.get("dataset") or {}
+    dirs = [str(d) for d in ds.get("negatives") or []]
+    for d in dirs:  # generated negatives are made again where they are missing (another machine)
+        synthetic.restore(d)
+    if not dirs:
+        return []
+    return negatives.split(dirs, float(ds.get("negatives_holdout") or negatives.HOLDOUT), seed,
+                           list(ds.get("negatives_unseen") or []))[0]
+
+
 def _calibration_and_validation(args, metadata: dict):
     from training.inputs import data
 
@@ -193,10 +212,11 @@ def _calibration_and_validation(args, metadata: dict):
     if not train_dirs:
         raise SystemExit("this version does not record its training folders: pass --data-dir (and --val-dir)")
     class_names = list(metadata["class_names"])
+    seed = int(metadata.get("hyperparameters", {}).get("seed", args.seed))
     pairs = data.list_files(train_dirs, class_names, None, args.seed)
     if not (args.val_dir or ds.get("val_dir")):  # the held-out split is not calibration material
-        pairs = data.split_pairs(pairs, ds.get("val_split") or 0.2, int(metadata.get(
-            "hyperparameters", {}).get("seed", args.seed)))[0]
+        pairs = data.split_pairs(pairs, ds.get("val_split") or 0.2, seed)[0]
+    pairs += trained_negatives(metadata, seed)
     rng = np.random.default_rng(args.seed)
     chosen = [pairs[i] for i in sorted(rng.choice(len(pairs), min(args.calibration_images, len(pairs)), False))]
     calibration = data.load_image_set(chosen, class_names).images

@@ -58,7 +58,7 @@ test-fast: lint
 # fit --time-budget at the speed measured at start-up (hosts differ up to 2x).
 # DATA=dir uses a local folder-per-class dataset; else ../shared's photos (with the extra 16,000 when
 # present); else the public archive is downloaded.
-# DEMO_BUDGET: minutes of demo training (a slow host says at start-up how many would reach ~0.80).
+# DEMO_BUDGET: minutes of demo training (a slow host says at start-up how many would reach ~0.77).
 DEMO_BUDGET ?= 10
 DEMO_FLAGS := --epochs 2 --warmup-epochs 0.3 --learning-rate 5e-4 --bn-momentum 0.9 --time-budget $(DEMO_BUDGET) --verbose 2
 demo-model: install

@@ -60,7 +60,9 @@ test-fast: lint
 # present); else the public archive is downloaded.
 # DEMO_BUDGET: minutes of demo training (a slow host says at start-up how many would reach ~0.77).
 DEMO_BUDGET ?= 10
-DEMO_FLAGS := --epochs 2 --warmup-epochs 0.3 --learning-rate 5e-4 --bn-momentum 0.9 --time-budget $(DEMO_BUDGET) --verbose 2
+# Batch 64: a fifth more images per minute than 32 on 2-core CPUs, and the demo is short of images (0.758 vs 0.740).
+DEMO_FLAGS := --epochs 2 --warmup-epochs 0.3 --learning-rate 5e-4 --bn-momentum 0.9 --batch-size 64 \
+	--time-budget $(DEMO_BUDGET) --verbose 2
 demo-model: install
 	@if $(BIN)/python -c "import model_store,sys; sys.exit(0 if model_store.list_versions('$(MODEL_STORE)') else 1)"; then \
 		echo "model store $(MODEL_STORE) already has a version; not training"; \

@@ -150,17 +150,14 @@ def sets_for(metadata: dict, val_images: np.ndarray, val_labels: np.ndarray,
              negative_dirs: list[str] | None = None) -> OodSets | None:
     """The measuring sets of a version: its own negatives' held-out part, or all of `negative_dirs` when the
     version did not train on them; None when there are no negatives to calibrate against."""
-    ds = metadata.get("dataset") or {}
-    trained = [str(d) for d in ds.get("negatives") or []]
-    for d in trained:  # generated negatives are made again where they are missing (another machine)
-        synthetic.restore(d)
-    dirs = [str(d) for d in negative_dirs or trained]
+    found = negatives.recorded(metadata)
+    dirs = [str(d) for d in negative_dirs or found.dirs]
     if not dirs:
         return None
     seed = int((metadata.get("hyperparameters") or {}).get("seed", 1337))
-    if dirs == trained:
-        return load_sets(val_images, val_labels, dirs, float(ds.get("negatives_holdout") or negatives.HOLDOUT),
-                         seed, list(metadata["class_names"]), list(ds.get("negatives_unseen") or []))
+    if dirs == found.dirs:
+        return load_sets(val_images, val_labels, dirs, found.holdout, seed, list(metadata["class_names"]),
+                         found.unseen)
     sets = load_sets(val_images, val_labels, [], 0.0, seed, list(metadata["class_names"]))
     for kind, files in negatives.kinds(dirs).items():  # never trained on: every photo measures
         pairs = [(f, negatives.NEGATIVE) for f in files]

@@ -192,16 +192,10 @@ def validation_of(metadata: dict, val_dir: str | None = None, seed: int = 1337):
 def trained_negatives(metadata: dict, seed: int) -> list[tuple[str, int]]:
     """The negative photos a version trained on (the same split train made): int8 ranges calibrated on cats and
     dogs alone clip the activations of other things, and the "other" score with them."""
-    from training.inputs import negatives, synthetic
+    from training.inputs import negatives
 
-    ds = metadata.get("dataset") or {}
-    dirs = [str(d) for d in ds.get("negatives") or []]
-    for d in dirs:  # generated negatives are made again where they are missing (another machine)
-        synthetic.restore(d)
-    if not dirs:
-        return []
-    return negatives.split(dirs, float(ds.get("negatives_holdout") or negatives.HOLDOUT), seed,
-                           list(ds.get("negatives_unseen") or []))[0]
+    found = negatives.recorded(metadata)
+    return found.split(seed)[0] if found.dirs else []
 
 
 def _calibration_and_validation(args, metadata: dict):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.inputs import synthetic
 from training.inputs.data import IMAGE_EXTENSIONS
 
 NEGATIVE = -1  # the label of a negative in (path, label) pairs and label arrays
@@ -79,3 +81,25 @@ def split(dirs: list[str | os.PathLike], holdout: float = HOLDOUT, seed: int = 1
         held[kind] = sorted(group[:n_held])
         train.extend((f, NEGATIVE) for f in sorted(group[n_held:]))
     return train, held
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The negatives a version trained with, as its metadata records them (dirs empty: none)."""
+
+    dirs: list[str] = field(default_factory=list)
+    holdout: float = HOLDOUT
+    unseen: list[str] = field(default_factory=list)
+
+    def split(self, seed: int) -> tuple[list[tuple[str, int]], dict[str, list[str]]]:
+        """The split training made of them (see split())."""
+        return split(self.dirs, self.holdout, seed, self.unseen)
+
+
+def recorded(metadata: dict) -> Recorded:
+    """A version's negatives, with its generated folders made again where they are missing (another machine)."""
+    ds = metadata.get("dataset") or {}
+    dirs = [str(d) for d in ds.get("negatives") or []]
+    for d in dirs:
+        synthetic.restore(d)
+    return Recorded(dirs, float(ds.get("negatives_holdout") or HOLDOUT), list(ds.get("negatives_unseen") or []))

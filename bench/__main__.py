@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if paired_result:
         result["paired"] = paired_result
     result["checks"] = checks.checks(result)
+    result["bounds"] = checks.bounds(result)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")

@@ -86,6 +86,21 @@ def test_checks_follow_the_issue_targets():
     assert not got["ours/openvino-int8 ready seconds"]["ok"]
 
 
+def test_bounds_say_what_the_parse_and_decode_floor_leaves_for_the_targets():
+    result = _result()
+    assert checks.bounds(result) == []  # no floor measured: nothing to say
+    result["servers"]["floor_http_decode"] = {"levels": [_level(1, 400.0, 2.4, 0.0, 2.0),
+                                                         _level(32, 500.0, 60.0, 0.0, 1.0)],
+                                              "rss_mb": 80.0, "ready_s": 0.2}
+    got = checks.bounds(result)
+    # raw best 700 img/s on 2 cores = 2.857 ms of CPU per image; the floor adds 1.0 ms of request CPU
+    model_ms = 2000 / 700
+    assert got[0]["value"] == model_ms / (model_ms + 1.0) and got[0]["target"] == ">= 0.75"
+    assert got[1]["value"] == 2.4 and got[1]["target"] == "<= 2"
+    result["checks"], result["bounds"] = [], got
+    assert "| p50 at 1 client - raw batch-1 ms the parse and decode floor takes by itself" in report.markdown(result)
+
+
 def test_tree_cpu_counts_child_processes():
     import subprocess
     import sys

@@ -12,6 +12,31 @@ def zero_idle_bound(level: dict, cores: int) -> float:
     return cores * 1000 / max(1e-9, sum(level["cpu_ms_per_image"].values()))
 
 
+def bounds(result: dict) -> list[dict]:
+    """[{name, value, target}]: estimates, from the same run, of how close this host lets a server of this HTTP
+    stack and decode come to the targets that compare it with the raw model: the no-model floor parses and
+    decodes as /predict does, and a server does that work per image plus the model's."""
+    servers, raw, cores = result["servers"], result["raw"], result.get("cores") or 1
+    floor = servers.get("floor_http_decode")
+    best = next((n for n in ("openvino-int8", "openvino", "tensorflow") if f"ours/{n}" in servers), None)
+    if floor is None or best is None or "best_img_per_s" not in raw.get(best, {}):
+        return []
+    model = raw[best]
+    rows = []
+    top = _at(floor, max(lvl["clients"] for lvl in floor["levels"]))
+    if top and "cpu_ms_per_image" in top:
+        model_ms = cores * 1000 / model["best_img_per_s"]  # every core on the model at its best batch
+        floor_ms = top["cpu_ms_per_image"].get("requests", 0.0)
+        name = (f"raw best batch fraction the parse and decode floor leaves: model {model_ms:.2f} + parse and "
+                f"decode {floor_ms:.2f} CPU ms per image")
+        rows.append({"name": name, "value": model_ms / (model_ms + floor_ms), "target": ">= 0.75"})
+    one = _at(floor, 1)
+    if one and "batch1_ms" in model:
+        rows.append({"name": "p50 at 1 client - raw batch-1 ms the parse and decode floor takes by itself (its p50)",
+                     "value": one["p50_ms"], "target": "<= 2"})
+    return rows
+
+
 def checks(result: dict) -> list[dict]:
     """[{name, value, target, ok}] for every target the run has the data for."""
     servers, raw, cores = result["servers"], result["raw"], result.get("cores") or 1

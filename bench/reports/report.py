@@ -39,6 +39,11 @@ def markdown(result: dict) -> str:
     lines += ["", "| check | value | target | pass |", "|---|---:|---:|:---:|"]
     for c in result["checks"]:
         lines.append(f"| {c['name']} | {c['value']:.3g} | {c['target']} | {'yes' if c['ok'] else 'NO'} |")
+    if result.get("bounds"):
+        lines += ["", "What the no-model floor (parse and decode as /predict does) leaves for the targets set against "
+                  "the raw model (estimates from this run):",
+                  "", "| bound | value | target it limits |", "|---|---:|---:|"]
+        lines += [f"| {b['name']} | {b['value']:.3g} | {b['target']} |" for b in result["bounds"]]
     return "\n".join(lines) + "\n"
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -16,46 +14,13 @@ import tensorflow as tf
 
 import model_store
 from model_store import ood
-from training.finish import finish, plots
+from training.finish import finish, plots, version
 from training.fit import budget, distributed, loop, options, resume
-from training.inputs import cache, data, negatives, pipeline, synthetic
+from training.fit.run import Run, other_class
+from training.inputs import cache, load, pipeline
 from training.net import losses, precision
-from training.net.model import build_alexnet
 
 log = logging.getLogger(__name__)
-
-
-def _load_data(args: argparse.Namespace) -> tuple[data.ImageSet, data.ImageSet]:
-    class_names = data.class_names_of(args.data_dir)
-    pairs = data.list_files(args.data_dir, class_names, args.max_per_class, args.seed)
-    if args.val_dir:
-        val_pairs = data.list_files(args.val_dir, class_names, None, args.seed)
-    else:
-        pairs, val_pairs = data.split_pairs(pairs, args.val_split, args.seed)
-    # Kinds held out whole are drawn from the photo folders only (generated kinds are never held out).
-    try:
-        args.unseen_names = negatives.pick_unseen(args.negatives or [], args.unseen_kinds,
-                                                  args.seed if args.unseen_seed is None else args.unseen_seed)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
-    if args.synthetic_negatives:  # generated images of no class, beside the photos (training/inputs/synthetic.py)
-        made = synthetic.training_folder(args.synthetic_negatives, args.seed, args.cache_dir)
-        args.negatives = [*(args.negatives or []), str(made)]
-    if args.negatives:  # photos of other things, trained towards "unsure" (training/inputs/negatives.py)
-        pairs = pairs + negatives.split(args.negatives, args.negatives_holdout, args.seed, args.unseen_names)[0]
-    cache_dir = None if args.no_cache else (args.cache_dir or cache.default_cache_dir())
-    started = time.time()
-    train_set = cache.load_cached(pairs, class_names, cache_dir)
-    val_set = cache.load_cached(val_pairs, class_names, cache_dir)
-    log.info("data ready in %.1f s", time.time() - started)
-    if args.unseen_names:
-        log.info("negative kinds held out whole (never trained on): %s", ", ".join(args.unseen_names))
-    if len(train_set.images) == 0 or len(val_set.images) == 0:
-        raise SystemExit(f"no readable images: train={len(train_set.images)} validation={len(val_set.images)}")
-    log.info("train %s (+%d negatives), validation %s, skipped %d unreadable", train_set.counts(),
-             int((train_set.labels == negatives.NEGATIVE).sum()), val_set.counts(),
-             len(train_set.skipped) + len(val_set.skipped))
-    return train_set, val_set
 
 
 def _optimizer(args: argparse.Namespace, steps_per_epoch: int, progress: tf.Variable | None = None
@@ -70,51 +35,6 @@ def _optimizer(args: argparse.Namespace, steps_per_epoch: int, progress: tf.Vari
     return opt
 
 
-def other_class(args: argparse.Namespace) -> bool:
-    """Whether the model gets the extra "other" output (negatives given, --negatives-target other)."""
-    return bool(args.negatives) and args.negatives_target == "other"
-
-
-@dataclass
-class Run:
-    """One training run: what its steps share."""
-
-    args: argparse.Namespace
-    strategy: tf.distribute.Strategy
-    strategy_name: str
-    train_set: data.ImageSet
-    val_set: data.ImageSet
-    local_store: str  # a gs:// store trains into a local one under the cache, uploaded at the end
-    folder: Path  # the run's working folder (resume state, best weights, history)
-    state: dict | None  # what --resume restores, None for a fresh run
-    wall_start: float = field(default_factory=time.time)
-
-    @property
-    def multi(self) -> bool:
-        return self.strategy_name == "multi-worker"
-
-    @property
-    def chief(self) -> bool:
-        return distributed.is_chief() if self.multi else True
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.train_set.class_names)
-
-    @property
-    def batch(self) -> int:
-        return self.args.batch_size * self.strategy.num_replicas_in_sync
-
-    @property
-    def first_epoch(self) -> int:
-        return self.state["epoch"] if self.state else 0
-
-    def build(self, sync_bn: bool = False) -> keras.Model:
-        """AlexNet for this run's classes and options."""
-        return build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), self.num_classes, dropout=self.args.dropout,
-                             bn_momentum=self.args.bn_momentum, sync_bn=sync_bn, other_class=other_class(self.args))
-
-
 def run(args: argparse.Namespace) -> int:
     """Train (resumably), checkpoint the best epoch, then atomically publish it as a new version."""
     r = start(args)
@@ -124,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if not r.chief:
         print("worker done: the chief publishes the version", flush=True)
         return 0
-    model = best_float32_model(r)
+    model = version.best_float32_model(r)
     summary = finish.best_epoch(r.folder / "history.csv")
     plots.training_curves(r.folder / "history.csv", r.folder / "curves.png")
     bare = speeds.get(mode.name)
@@ -133,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                         "pipeline_ratio": round(train_img_s / bare, 3) if bare and train_img_s else None,
                         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                         "wall_seconds": round(time.time() - r.wall_start, 1)}
-    where = publish(r, model, summary, seconds)
+    where = version.publish(r, model, summary, seconds)
     sp = summary["speed"]
     # The host's bare float32 step beside the wall time: hosts differ, and budgets scale with it.
     f32 = f"{speeds['float32']:.1f}" if "float32" in speeds else "not measured"
@@ -152,7 +72,7 @@ def start(args: argparse.Namespace) -> Run:
     keras.utils.set_random_seed(args.seed)
     strategy_name = distributed.resolve(args.strategy)
     strategy = distributed.strategy_for(strategy_name)
-    train_set, val_set = _load_data(args)
+    train_set, val_set = load.run_data(args)
     remote = model_store.is_remote(args.model_store)
     local_store = str(cache.default_cache_dir() / "train-store") if remote else args.model_store
     folder = resume.run_dir(local_store, options.identity(args, strategy.num_replicas_in_sync))
@@ -215,40 +135,6 @@ def train(r: Run, model: keras.Model, loss, source: pipeline.EpochBatches, val_d
         print(f"training interrupted; continue it with the same command plus --resume ({folder})", flush=True)
         raise
     return speed.steady(), time.time() - started
-
-
-def best_float32_model(r: Run) -> keras.Model:
-    """Step 5: the best epoch's weights in a float32, one-replica model, saved as alexnet.h5 (a bf16 model
-    serves slowly on CPUs without bf16 and cannot be quantized; no mirrored variables or synchronized BN)."""
-    keras.mixed_precision.set_global_policy("float32")
-    model = r.build()
-    best_weights = r.folder / "best.weights.h5"
-    model.load_weights(best_weights)  # the best epoch, not the last
-    best_weights.unlink()
-    resume.clear(r.folder)
-    model.save(r.folder / model_store.MODEL_FILE, include_optimizer=False)
-    return model
-
-
-def publish(r: Run, model: keras.Model, summary: dict, seconds: float) -> str:
-    """Step 6: metadata, OpenVINO exports, abstain threshold and report, then the version published
-    atomically (uploaded for a gs:// store): where it is."""
-    args, folder = r.args, r.folder
-    meta = finish.metadata(args, r.train_set, r.val_set, summary, seconds, r.strategy)
-    if not args.no_export:
-        meta["runtimes"] = finish.export(folder, model, r.train_set, r.val_set, args.seed)
-    meta, ood_raw = finish.abstain(folder, model, meta, r.val_set, args.abstain_rate)
-    if golden := finish.golden(folder, r.val_set):
-        meta["golden"] = golden
-    if not args.no_report:
-        finish.report(folder, model, meta, r.val_set, args.val_dir or "the held-out split", ood_raw)
-    (folder / model_store.METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    version = model_store.publish(r.local_store, folder)
-    if not model_store.is_remote(args.model_store):
-        return str(model_store.version_dir(r.local_store, version))
-    version = model_store.upload_version(r.local_store, version, args.model_store)
-    shutil.rmtree(r.local_store, ignore_errors=True)
-    return f"{args.model_store.rstrip('/')}/{model_store.MODEL_NAME}/{version}"
 
 
 def _callbacks(args: argparse.Namespace, folder: Path, state: dict | None, speed: precision.EpochSpeed,

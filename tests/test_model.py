@@ -93,3 +93,43 @@ def test_other_class_head_outputs_the_classes_of_a_k_plus_1_softmax_and_trains_t
     probs = model.predict(x, verbose=0)
     assert (probs[:30, 0] > 0.8).mean() > 0.9 and (probs[30:60, 1] > 0.8).mean() > 0.9
     assert (1 - probs[60:].sum(axis=1) > 0.8).mean() > 0.9  # p(other) on the negatives
+
+
+def test_two_groups_split_conv2_4_5_and_load_and_convert_as_saved(tmp_path):
+    """groups=2 (the paper's two-GPU split): conv2, conv4 and conv5 are two convolutions of half the filters,
+    each on its half of the channels; the legacy .h5 loads without custom objects, OpenVINO converts it, and
+    both compute what the model in memory computes."""
+    import keras
+
+    from explain.gradcam import target_layer
+    from training.finish.export import convert
+
+    model = build_alexnet((227, 227, 3), num_classes=2, other_class=True, groups=2)
+    convs = {lyr.name: lyr for lyr in model.layers if isinstance(lyr, layers.Conv2D)}
+    assert [c.filters for c in convs.values()] == [96, 128, 128, 384, 192, 192, 128, 128]
+    assert convs["conv2_g0"].kernel.shape == (5, 5, 48, 128) and convs["conv5_g1"].kernel.shape == (3, 3, 192, 128)
+    assert convs["conv3"].kernel.shape == (3, 3, 256, 384)  # conv3 still sees both halves, as in the paper
+    assert model.get_layer("conv5").output.shape[-1] == 256 and target_layer(model) == "conv5_relu"
+    ungrouped = build_alexnet((227, 227, 3), num_classes=2, other_class=True)
+    assert ungrouped.count_params() - model.count_params() == (5 * 5 * 96 * 256 + 3 * 3 * 384 * 384
+                                                               + 3 * 3 * 384 * 256) // 2
+
+    # Each group reads its own half of the channels below it.
+    rng = np.random.default_rng(0)
+    pool1 = rng.normal(size=(2, 27, 27, 96)).astype(np.float32)
+    for half, part in ((0, slice(0, 48)), (1, slice(48, 96))):
+        y = pool1
+        for step in ("view", "crop", "in"):
+            y = model.get_layer(f"conv2_{step}{half}")(y)
+        np.testing.assert_array_equal(np.asarray(y), pool1[..., part])
+
+    x = rng.integers(0, 256, (2, 227, 227, 3)).astype(np.float32)
+    path = tmp_path / "alexnet.h5"
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    expected = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), expected, atol=1e-6)
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(convert(loaded), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    np.testing.assert_allclose(compiled(x)[0], expected, atol=1e-4)

@@ -37,6 +37,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--dropout", {"type": float, "default": 0.5}),
     Option("--crop-scale", {"type": float, "default": pipeline.CROP_SCALE[0],
                             "help": "smallest random crop, as a fraction of the photo's area"}),
+    Option("--groups", {"type": int, "default": 1, "choices": (1, 2), "help": "2: conv2, conv4 and conv5 in "
+                        "two groups of channels, as in the original AlexNet (half their multiply-adds)"}),
     Option("--bn-momentum", {"type": float, "default": 0.99,
                              "help": "BatchNorm moving-average momentum (lower adapts faster in short runs)"}),
     Option("--patience", {"type": int, "default": 10, "help": "EarlyStopping patience in epochs"}, identity=False),
@@ -89,8 +91,9 @@ def identity(args: argparse.Namespace, replicas: int) -> dict:
         if args.unseen_kinds and args.unseen_kinds.strip() != "0":
             out["unseen_kinds"] = args.unseen_kinds
             out["unseen_seed"] = args.unseen_seed
-    if out["time_budget"] is None:
-        del out["time_budget"]  # runs begun before the flag existed keep their folder (and resume)
+    for dest, absent in (("time_budget", None), ("groups", 1)):
+        if out[dest] == absent:
+            del out[dest]  # runs begun before the flag existed keep their folder (and resume)
     if replicas > 1:  # another global batch is another run (kept out of one-replica keys: old runs resume)
         out["replicas"] = replicas
     return out

@@ -58,4 +58,5 @@ class Run:
     def build(self, sync_bn: bool = False) -> keras.Model:
         """AlexNet for this run's classes and options."""
         return build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), self.num_classes, dropout=self.args.dropout,
-                             bn_momentum=self.args.bn_momentum, sync_bn=sync_bn, other_class=other_class(self.args))
+                             bn_momentum=self.args.bn_momentum, sync_bn=sync_bn, other_class=other_class(self.args),
+                             groups=self.args.groups)

@@ -98,7 +98,7 @@ def prepare(r: Run):
     source.epoch, source.other_class = r.first_epoch, other_class(args)
     val_ds = pipeline.eval_dataset(r.val_set.images, r.val_set.labels, r.num_classes, r.batch)
     mode, speeds = precision.pick(args.precision, r.strategy, pipeline.train_dataset(
-        r.train_set.images, r.train_set.labels, r.num_classes, r.batch, args.seed), r.num_classes)
+        r.train_set.images, r.train_set.labels, r.num_classes, r.batch, args.seed), r.build)
     if args.time_budget:
         source.max_steps = budget.plan(r.folder, args.time_budget, args.epochs, r.batch, speeds.get(mode.name),
                                        source.steps(), resuming=r.state is not None)

@@ -12,9 +12,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import model_store
-from training.net.model import build_alexnet
-
 log = logging.getLogger(__name__)
 
 MODES = ("float32", "float32-xla", "bfloat16")
@@ -114,11 +111,11 @@ class EpochSpeed(keras.callbacks.Callback):
         return float(np.median(rates)) if rates else None
 
 
-def pick(choice: str, strategy: tf.distribute.Strategy, train_ds: tf.data.Dataset, num_classes: int
-         ) -> tuple[Mode, dict[str, float]]:
-    """The mode to train in (raced when choice is 'auto') and the bare step img/s of each mode raced."""
+def pick(choice: str, strategy: tf.distribute.Strategy, train_ds: tf.data.Dataset,
+         build: Callable[[], keras.Model]) -> tuple[Mode, dict[str, float]]:
+    """The mode to train in (raced when choice is 'auto', on models from build) and the bare step img/s of
+    each mode raced."""
     x, y = next(iter(train_ds))
-    build = lambda: build_alexnet((*model_store.IMAGE_SIZE[::-1], 3), num_classes)  # noqa: E731
     if tf.config.list_physical_devices("GPU"):
         return Mode("mixed_float16", "mixed_float16", False), {}
     if strategy.num_replicas_in_sync > 1:

@@ -121,15 +121,15 @@ def test_unseen_kinds_are_drawn_by_seed_named_or_refused(tmp_path):
 
 
 def test_int8_calibration_of_a_re_export_includes_the_trained_negatives_only(tmp_path):
-    from training.finish import export
+    from training.inputs import recorded
 
     root = _folder(tmp_path / "neg", {"a": RED, "b": BLUE, "c": GREY}, 6)
     meta = {"dataset": {"negatives": [str(root)], "negatives_holdout": 0.34, "negatives_unseen": ["c"]}}
     train, held = negatives.split([root], 0.34, 5, ["c"])
-    assert export.trained_negatives(meta, 5) == train and len(train) == 8
+    assert recorded.trained_negatives(meta, 5) == train and len(train) == 8
     assert not {f for f, _ in train} & {f for files in held.values() for f in files}
     assert all("/c/" not in f and label == negatives.NEGATIVE for f, label in train)
-    assert export.trained_negatives({"dataset": {}}, 5) == []
+    assert recorded.trained_negatives({"dataset": {}}, 5) == []
 
 
 @pytest.fixture(scope="module")

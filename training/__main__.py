@@ -15,9 +15,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command."""
-    from training.commands import calibrate, fuse, label
+    from training.commands import calibrate, export, fuse, label
     from training.evaluation import deletion, evaluate, feedback, score
-    from training.finish import export, publish, report
+    from training.finish import publish, report
     from training.fit import train
     from training.inputs import download
 

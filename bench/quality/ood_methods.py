@@ -29,8 +29,8 @@ from sklearn.metrics import roc_auc_score
 
 import model_store
 from model_store import ood
-from training.finish import abstain, export
-from training.inputs import cache, data
+from training.finish import abstain
+from training.inputs import cache, data, recorded
 from training.net import ood_head
 
 KNN_K = 10
@@ -84,7 +84,7 @@ def score_version(store: str, version: int | None, train_images: int, rate: floa
     version = version or model_store.latest_version(store)
     meta = model_store.read_metadata(store, version)
     model = keras.models.load_model(model_store.version_dir(store, version) / model_store.MODEL_FILE, compile=False)
-    val = export.validation_of(meta, None)
+    val = recorded.validation_of(meta, None)
     sets = abstain.sets_for(meta, val.images, val.labels)
     if sets is None or not sets.unseen:
         raise SystemExit(f"version {version} of {store} has no unseen kinds (train it with --unseen-kinds)")

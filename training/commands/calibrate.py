@@ -17,6 +17,7 @@ import keras
 import model_store
 from model_store import ood
 from training.finish import abstain, export, report, workspace
+from training.inputs import recorded
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         version = args.version or model_store.latest_version(store)
         vdir = model_store.version_dir(store, version)
         metadata = model_store.read_metadata(store, version)
-        val = export.validation_of(metadata, args.val_dir, args.seed)
+        val = recorded.validation_of(metadata, args.val_dir, args.seed)
         sets = abstain.sets_for(metadata, val.images, val.labels, args.negatives)
         if sets is None:
             raise SystemExit("this version trained without negatives: pass --negatives DIR (photos of other things)")

@@ -18,7 +18,7 @@ import numpy as np
 import model_store
 from model_store import ood
 from training.finish import abstain, export, report
-from training.inputs import cache, data
+from training.inputs import cache, data, recorded
 from training.net import ood_head
 
 TRAIN_IMAGES = 3000  # training photos whose features the statistics are fitted on
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"version {version} has no plain \"other\" output to fuse a head into (trained without "
                          "--negatives, or already fused)")
     train = train_sample(metadata, args.train_images)
-    val = export.validation_of(metadata, None)
+    val = recorded.validation_of(metadata, None)
     fused, head = fit_head(model, train.images, train.labels, val.images, args.weight, args.dims)
     staged = model_store.staging_dir(store)
     try:

@@ -277,7 +277,7 @@ def test_a_budget_too_small_for_this_host_is_named_with_the_one_that_would_do():
     from training.fit import budget
 
     slow = budget.forecast(10, 12.5)  # a 2-core AVX2-only host's bare step
-    assert slow is not None and "0.81" in slow and "DEMO_BUDGET=40" in slow
-    assert budget.forecast(40, 12.5) is None
-    assert "DEMO_BUDGET=15" in budget.forecast(10, 35.0)  # a slow AVX-512 host
-    assert budget.forecast(10, 52.0) is None  # a 2-core AVX-512 host at its usual speed: 10 minutes reach ~0.80
+    assert slow is not None and "0.81" in slow and "DEMO_BUDGET=44" in slow
+    assert budget.forecast(44, 12.5) is None
+    assert "DEMO_BUDGET=16" in budget.forecast(11, 35.0)  # a slow AVX-512 host
+    assert budget.forecast(11, 52.0) is None  # a 2-core AVX-512 host at its usual speed: 11 minutes reach ~0.80

@@ -97,8 +97,26 @@ def test_bounds_say_what_the_parse_and_decode_floor_leaves_for_the_targets():
     model_ms = 2000 / 700
     assert got[0]["value"] == model_ms / (model_ms + 1.0) and got[0]["target"] == ">= 0.75"
     assert got[1]["value"] == 2.4 and got[1]["target"] == "<= 2"
+    assert len(got) == 2  # no batch-1 call after decoding measured: no third row
     result["checks"], result["bounds"] = [], got
     assert "| p50 at 1 client - raw batch-1 ms the parse and decode floor takes by itself" in report.markdown(result)
+    result["raw"]["openvino-int8"]["batch1_after_work"] = {"gap_ms": 3.0, "calls": 100, "median_ms": 3.5}
+    cold = checks.bounds(result)[2]
+    assert cold["value"] == 2.4 + 0.5 and "after 3 ms of decoding" in cold["name"] and "+0.50 ms" in cold["name"]
+    result["raw"]["openvino-int8"]["batch1_after_work"]["median_ms"] = 2.9  # faster after work: no negative share
+    assert checks.bounds(result)[2]["value"] == 2.4
+
+
+def test_raw_batch1_after_work_decodes_between_calls(monkeypatch):
+    import model_store
+    from bench.drive import raw
+
+    decodes, calls = [], []
+    real = model_store.preprocess_image
+    monkeypatch.setattr(model_store, "preprocess_image", lambda data, dtype: decodes.append(1) or real(data, dtype))
+    got = raw.after_work(lambda x: calls.append(x.shape), seconds=0.05, gap_ms=2.0)
+    assert got["calls"] == len(calls) - 3 >= 3 and got["gap_ms"] == 2.0 and got["median_ms"] >= 0
+    assert calls[0] == (1, 227, 227, 3) and len(decodes) > got["calls"]  # at least one decode before every call
 
 
 def test_tree_cpu_counts_child_processes():

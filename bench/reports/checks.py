@@ -39,6 +39,13 @@ def bounds(result: dict) -> list[dict]:
     if one:
         rows.append({"name": "p50 at 1 client - raw batch-1 ms the parse and decode floor takes by itself (its p50)",
                      "value": one["p50_ms"], "target": "<= 2"})
+        cold = model.get("batch1_after_work")
+        if cold:
+            # At 1 client each model call follows a request's parse and decode: raw batch 1 runs back to back.
+            extra = cold["median_ms"] - model["batch1_ms"]
+            rows.append({"name": f"the same plus what a batch-1 call costs after {cold['gap_ms']:g} ms of decoding "
+                                 f"instead of back to back ({extra:+.2f} ms)",
+                         "value": one["p50_ms"] + max(0.0, extra), "target": "<= 2"})
     return rows
 
 

@@ -72,9 +72,12 @@ def worker_int(worker):
 
 
 def worker_exit(server, worker):
-    """The worker has finished its last request: write out the prediction log's queued records."""
-    app = getattr(worker, "wsgi", None)
-    logbook = getattr(app, "extensions", {}).get("logbook") if app is not None else None
+    """The worker has finished its last request: stop the model's threads, write out the prediction log."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    service = extensions.get("model_service")
+    if service is not None:
+        service.stop()
+    logbook = extensions.get("logbook")
     if logbook is not None:
         logbook.close()
 

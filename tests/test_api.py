@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 
 import model_store
 import runtimes
-from app.http import datamodels
+from app.http import datamodels, tfserving_datamodels, v2_datamodels
 from tests import images
 
 
@@ -193,12 +193,12 @@ def test_served_answers_are_the_declared_types(client, sample_jpeg):
     with pytest.raises(pydantic.ValidationError):
         datamodels.Prediction.model_validate({**one, "state": "maybe"})
     b64 = base64.b64encode(sample_jpeg).decode()
-    datamodels.TFPredictResponse.model_validate(
+    tfserving_datamodels.TFPredictResponse.model_validate(
         client.post("/v1/models/alexnet:predict", json={"instances": [{"b64": b64}]}).json)
-    datamodels.V2InferResponse.model_validate(client.post("/v2/models/alexnet/infer", json={"inputs": [
+    v2_datamodels.V2InferResponse.model_validate(client.post("/v2/models/alexnet/infer", json={"inputs": [
         {"name": "image", "datatype": "BYTES", "shape": [1], "data": [b64]}]}).json)
-    datamodels.TFModelStatus.model_validate(client.get("/v1/models/alexnet").json)
-    datamodels.V2ModelMetadata.model_validate(client.get("/v2/models/alexnet").json)
+    tfserving_datamodels.TFModelStatus.model_validate(client.get("/v1/models/alexnet").json)
+    v2_datamodels.V2ModelMetadata.model_validate(client.get("/v2/models/alexnet").json)
     bad = client.post("/v1/models/alexnet:predict", json={"instances": [{"b65": b64}]})
     assert bad.status_code == 400 and "instances.0" in bad.json["error"]
 

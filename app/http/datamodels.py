@@ -1,11 +1,12 @@
-"""Request and response types of the JSON API and the contract each view declares with @api, once: routes
-validate with them, /openapi.json is generated from them (KServe's v2_datamodels style)."""
+"""Request and response types the routes share and the contract each view declares with @api, once: routes
+validate with them, /openapi.json is generated from them (KServe's datamodels style; each protocol's own types
+are in tfserving_datamodels.py and v2_datamodels.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
@@ -86,117 +87,6 @@ class Feedback(Model):
                                       "waits for review")
 
 
-class B64(Model):
-    b64: Base64Image
-
-
-class NamedB64(Model):
-    image_bytes: B64
-
-
-class TFPredictRequest(Model):
-    # The limit is documented, not validated here: check_count enforces the served MAX_IMAGES_PER_REQUEST.
-    instances: list[B64 | NamedB64] = Field(min_length=1, json_schema_extra={"maxItems": MAX_IMAGES})
-
-
-class TFPredictResponse(Model):
-    predictions: list[list[float]]
-    answers: list[Answer] = Field(description="per instance, the answer every route gives")
-
-
-class TFVersionStatus(Model):
-    version: str
-    state: str = Field(description="AVAILABLE, LOADING or END (failed, with its error_message)")
-    status: dict[str, str]
-
-
-class TFModelStatus(Model):
-    model_version_status: list[TFVersionStatus]
-    poll: dict[str, Any] = Field(description="the hot-reload poller: failures in a row and the last error")
-    feedback: dict[str, dict[str, float]] | None = Field(None, description="live agreement with feedback per version")
-    rollout: dict[str, Any] | None = Field(None, description="labels, stable, canary and shadow shares, candidate")
-
-
-class TFModelMetadata(Model):
-    model_spec: dict[str, str]
-    metadata: dict[str, Any]
-
-
-class V2InferInput(Model):
-    name: Literal["image"]
-    datatype: Literal["BYTES"]
-    shape: list[Annotated[int, Field(ge=1, le=MAX_IMAGES)]] = Field(
-        min_length=1, max_length=1, description="[number of images]; must equal len(data)")
-    data: list[Base64Image] = Field(min_length=1, max_length=MAX_IMAGES)
-
-
-class V2OutputParameters(Model):
-    binary_data: bool | Absent = None
-
-
-class V2RequestedOutput(Model):
-    name: Literal["probabilities", "ood_score", "state"]
-    parameters: V2OutputParameters | Absent = None
-
-
-class V2InferRequest(Model):
-    id: str | Absent = None
-    inputs: list[V2InferInput] = Field(min_length=1, max_length=1)
-    outputs: Annotated[list[V2RequestedOutput], Field(max_length=3)] | Absent = None
-
-
-class V2ExplainParameters(Model):
-    method: Literal["gradcam", "occlusion"] | Absent = None
-
-
-class V2ExplainInput(V2InferInput):
-    shape: list[Annotated[int, Field(ge=1, le=1)]] = Field(min_length=1, max_length=1, description="[1]")
-    data: list[Base64Image] = Field(min_length=1, max_length=1)
-
-
-class V2ExplainRequest(Model):
-    id: str | Absent = None
-    inputs: list[V2ExplainInput] = Field(min_length=1, max_length=1)
-    parameters: V2ExplainParameters | Absent = None
-
-
-class V2Tensor(Model):
-    name: str
-    datatype: str
-    shape: list[int]
-    data: list[Any] | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class V2InferResponse(Model):
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    outputs: list[V2Tensor]
-
-
-class V2TensorMetadata(Model):
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class V2ModelMetadata(Model):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[V2TensorMetadata]
-    outputs: list[V2TensorMetadata]
-    parameters: dict[str, Any]
-
-
-class V2ServerMetadata(Model):
-    name: str
-    version: str
-    extensions: list[str]
-
-
 class Status(Model):
     status: str
     model_version: str | None = None
@@ -216,12 +106,6 @@ class Explanation(Prediction):
     method: Literal["gradcam", "occlusion"]
     heatmap: list[list[Probability]]
     overlay_png: str = Field(json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/png"})
-
-
-# Every type the document lists under components/schemas.
-COMPONENTS = (Error, OneImage, Prediction, Predictions, FeedbackRequest, Feedback, TFPredictRequest, TFPredictResponse,
-              TFModelStatus, TFModelMetadata, V2InferRequest, V2ExplainRequest, V2InferResponse, V2ModelMetadata,
-              V2ServerMetadata, Status, Live, Ready, Explanation)
 
 
 Body = type[Model] | Callable[[int], dict]

@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document (served at /openapi.json), generated from the URL map, the contract each view
-declares with @api and the types in app.http.datamodels."""
+declares with @api and the types in app.http's datamodels modules."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ from werkzeug.routing import IntegerConverter, Rule
 
 import settings
 from app.access import auth
-from app.http import datamodels
+from app.http import datamodels as dm
+from app.http import tfserving_datamodels as tf
+from app.http import v2_datamodels as v2
 from app.http.datamodels import MAX_IMAGES, Contract, Model
 
 REF = "#/components/schemas/{model}"
+# Every type the document lists under components/schemas.
+COMPONENTS = (dm.Error, dm.OneImage, dm.Prediction, dm.Predictions, dm.FeedbackRequest, dm.Feedback,
+              tf.TFPredictRequest, tf.TFPredictResponse, tf.TFModelStatus, tf.TFModelMetadata, v2.V2InferRequest,
+              v2.V2ExplainRequest, v2.V2InferResponse, v2.V2ModelMetadata, v2.V2ServerMetadata, dm.Status, dm.Live,
+              dm.Ready, dm.Explanation)
 
 
 def _json(schema: dict, description: str = "OK") -> dict:
@@ -27,7 +34,7 @@ def _ref(model: type[Model]) -> dict:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-ERROR = _ref(datamodels.Error)
+ERROR = _ref(dm.Error)
 POST_ERRORS = {400: "Bad input", 404: "Unknown model or version", 413: "Body too large",
                415: "Unsupported Content-Type", 503: "Model not ready or server overloaded"}
 IMAGE_FILE = {"type": "string", "format": "binary", "contentMediaType": "image/*",
@@ -43,7 +50,7 @@ def uploads(max_images: int) -> dict:
     """Request content of the upload routes: multipart files, one raw image, or JSON base64."""
     return {"multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                 "image": {"type": "array", "minItems": 1, "maxItems": max_images, "items": IMAGE_FILE}}}},
-            "image/*": {"schema": IMAGE_FILE}, "application/json": {"schema": _ref(datamodels.OneImage)}}
+            "image/*": {"schema": IMAGE_FILE}, "application/json": {"schema": _ref(dm.OneImage)}}
 
 
 def upload(_max_images: int) -> dict:
@@ -69,7 +76,7 @@ class _Generator(GenerateJsonSchema):
 
 
 def _components(max_images: int, explain_methods: list[str]) -> dict:
-    _, top = models_json_schema([(m, "validation") for m in datamodels.COMPONENTS], ref_template=REF,
+    _, top = models_json_schema([(m, "validation") for m in COMPONENTS], ref_template=REF,
                                 schema_generator=_Generator)
     schemas = top["$defs"]
     # The types declare the default limits; the document states the ones this server was started with.
@@ -85,7 +92,7 @@ def _served(node: Any, max_images: int) -> None:
             if node.get(key) == MAX_IMAGES:
                 node[key] = max_images
         if "default" in node and node["default"] is None:
-            del node["default"]  # an optional field whose null the schema refuses (datamodels.Absent)
+            del node["default"]  # an optional field whose null the schema refuses (dm.Absent)
         for value in node.values():
             _served(value, max_images)
     elif isinstance(node, list):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.drive.server import free_port, server_output, start_gunicorn, stop, wait_ready
+from bench.drive.server import free_port, server_output, start_gunicorn, stop, wait_ready, worker_crashes
 
-__all__ = ["free_port", "server_output", "start_gunicorn", "stop", "wait_ready"]
+__all__ = ["free_port", "server_output", "start_gunicorn", "stop", "wait_ready", "worker_crashes"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -50,6 +50,12 @@ def server_output(proc: subprocess.Popen) -> str:
     return proc.stdout.read() if proc.stdout else ""
 
 
+def worker_crashes(proc: subprocess.Popen) -> list[str]:
+    """Lines saying a worker died of a signal or a C++ abort: the master still exits 0 after those."""
+    return [line for line in server_output(proc).splitlines()
+            if "was sent SIG" in line or "terminate called" in line]
+
+
 def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120.0, path: str = "/readyz") -> float:
     """Poll path until 200; returns seconds waited. Raises with the server's output if it dies."""
     started = time.monotonic()

@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.drive import load
-from bench.drive.server import free_port, start_gunicorn, stop, wait_ready, worker_rss_mb
+from bench.drive.server import free_port, start_gunicorn, stop, wait_ready, worker_crashes, worker_rss_mb
 from tests import images
 
 # MB per 1,000 requests: a slope above it over the post-warm-up samples reads as a leak.
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         drained = drain_under_load(port, proc, photos)
     finally:
         exit_code = stop(proc)
+    crashes = worker_crashes(proc)
 
     growth = end_rss - (base_rss or end_rss)
     steady = [(n, r) for n, r in samples if n >= args.warmup]
@@ -203,12 +204,12 @@ def main(argv: list[str] | None = None) -> int:
           f"(limit {RSS_TREND_LIMIT}), range {low:.0f}-{high:.0f} MB")
     resets = sum(v for k, v in drained.items() if k.startswith("reset"))
     print(f"  /healthz after the run: {health_status}; SIGTERM with 32 uploads in flight: {dict(drained)}, "
-          f"resets {resets}; exit code: {exit_code}")
+          f"resets {resets}; exit code: {exit_code}; worker crashes: {crashes or 'none'}")
     for line in collections.Counter(wrong).most_common(5):
         print(f"  unexpected: {line}")
     ok = (counts["5xx"] == 0 and transport == 0 and not wrong and growth < 50 and trend < RSS_TREND_LIMIT
           and health_status == 200
-          and resets == 0 and exit_code == 0 and set(drained) <= {"200", "503", "refused"})
+          and resets == 0 and exit_code == 0 and not crashes and set(drained) <= {"200", "503", "refused"})
     print("SOAK PASSED" if ok else "SOAK FAILED")
     return 0 if ok else 1
 

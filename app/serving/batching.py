@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.serving.batch_input import BatchInput
+
 log = logging.getLogger(__name__)
 
 HIGH, LOW = 0, 1
@@ -85,7 +87,7 @@ class Batcher:
         self.last_active = time.monotonic()
         self.batches_run = 0
         self._last_batch = 0
-        self._buffer = bytearray()  # the batch input, reused (only the inference thread touches it)
+        self._stack = BatchInput(max_batch).stack  # the inference thread's only
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
 
@@ -106,24 +108,6 @@ class Batcher:
         for item in items:
             self._queue.put_nowait((priority, next(self._seq), item))
         return [item.future for item in items]
-
-    def _stack(self, images: list[np.ndarray]) -> np.ndarray:
-        """The images as one batch, in a buffer reused across batches (the inference thread's only)."""
-        first = images[0]
-        if any(a.shape != first.shape or a.dtype != first.dtype or not a.flags.c_contiguous for a in images):
-            return np.stack(images)  # raises for mixed shapes, as before
-        if len(images) == 1:
-            return first[None]
-        size = first.nbytes
-        if len(self._buffer) < size * len(images):
-            self._buffer = bytearray(size * max(len(images), self.max_batch))
-        # bytearray copies keep the GIL. numpy's release it, and with 32 request threads running, taking it
-        # back cost this thread ~5 ms per batch (measured), all of it time the model sat idle. Reusing the
-        # buffer also saves faulting in fresh pages for every batch.
-        for i, image in enumerate(images):
-            self._buffer[i * size:(i + 1) * size] = memoryview(image).cast("B")
-        return np.frombuffer(self._buffer, first.dtype, count=first.size * len(images)).reshape(
-            len(images), *first.shape)
 
     def wait_for_batch(self, timeout: float) -> None:
         """Return when this batcher finishes its next model call, or after `timeout` seconds."""

@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 
 import model_store
 import runtimes
-from app.http import datamodels, tfserving_datamodels, v2_datamodels
+from app.http.contract import datamodels, tfserving_datamodels, v2_datamodels
 from tests import images
 
 

@@ -16,7 +16,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from app.http.datamodels import api
+from app.http.contract.datamodels import api
 from app.serving.batching import HIGH
 
 REQUESTS = Counter("http_requests_total", "HTTP requests by route and status", ["method", "route", "status"])

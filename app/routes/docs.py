@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template
 
 from app.features.explain import methods
-from app.http.datamodels import api
-from app.http.openapi import spec
+from app.http.contract.datamodels import api
+from app.http.contract.openapi import spec
 
 bp = Blueprint("docs", __name__)
 

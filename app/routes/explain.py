@@ -6,10 +6,10 @@ from flask import Blueprint, Response, jsonify, request
 
 import explain
 from app.features.explain import explain_image
-from app.http.datamodels import Explanation, api
+from app.http.contract.datamodels import Explanation, api
+from app.http.contract.openapi import explain_method, query, upload
 from app.http.errors import ApiError
 from app.http.inputs import decode_all, images_from_request
-from app.http.openapi import explain_method, query, upload
 
 bp = Blueprint("explain", __name__)
 FORMATS = ("json", "png")

@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify
 import prediction_log
 from app.access import auth
 from app.features.logbook import get_logbook
-from app.http.datamodels import Feedback, FeedbackRequest, api, parse
+from app.http.contract.datamodels import Feedback, FeedbackRequest, api, parse
 from app.http.errors import ApiError
 from app.http.inputs import json_object
 from app.serving.model_service import get_service

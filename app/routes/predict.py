@@ -6,9 +6,9 @@ from flask import Blueprint, jsonify, request
 
 from app.features import logbook
 from app.http import request_id
-from app.http.datamodels import Prediction, Predictions, Status, api
+from app.http.contract.datamodels import Prediction, Predictions, Status, api
+from app.http.contract.openapi import query, uploads
 from app.http.inputs import decode_all, images_from_request
-from app.http.openapi import query, uploads
 from app.serving.classify import check_model, classify_routed, prediction
 from app.serving.model_service import get_service
 from model_store import MODEL_NAME

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 import model_store
-from app.http.datamodels import api
+from app.http.contract.datamodels import api
 from app.http.errors import ApiError
 from app.serving.classify import check_model
 from app.serving.model_service import get_service

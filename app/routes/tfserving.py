@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from app.features.logbook import get_logbook
-from app.http.datamodels import api, parse
+from app.http.contract.datamodels import api, parse
+from app.http.contract.tfserving_datamodels import TFModelMetadata, TFModelStatus, TFPredictRequest, TFPredictResponse
 from app.http.errors import ApiError
 from app.http.inputs import b64decode, check_count, decode_all, json_object
-from app.http.tfserving_datamodels import TFModelMetadata, TFModelStatus, TFPredictRequest, TFPredictResponse
 from app.serving.classify import check_model, classify, served_predictor
 from app.serving.model_service import get_service
 from model_store import MODEL_NAME

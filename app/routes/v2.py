@@ -10,16 +10,16 @@ import explain
 import runtimes
 from app.features.explain import explain_image
 from app.http import v2_binary
-from app.http.datamodels import Live, Ready, api
-from app.http.errors import ApiError
-from app.http.inputs import b64decode, check_count, decode_all, json_object
-from app.http.v2_datamodels import (
+from app.http.contract.datamodels import Live, Ready, api
+from app.http.contract.v2_datamodels import (
     V2ExplainRequest,
     V2InferRequest,
     V2InferResponse,
     V2ModelMetadata,
     V2ServerMetadata,
 )
+from app.http.errors import ApiError
+from app.http.inputs import b64decode, check_count, decode_all, json_object
 from app.serving.classify import check_model, classify, served_predictor
 from app.serving.model_service import get_service
 from model_store import MODEL_NAME

@@ -13,10 +13,10 @@ from werkzeug.routing import IntegerConverter, Rule
 
 import settings
 from app.access import auth
-from app.http import datamodels as dm
-from app.http import tfserving_datamodels as tf
-from app.http import v2_datamodels as v2
-from app.http.datamodels import MAX_IMAGES, Contract, Model
+from app.http.contract import datamodels as dm
+from app.http.contract import tfserving_datamodels as tf
+from app.http.contract import v2_datamodels as v2
+from app.http.contract.datamodels import MAX_IMAGES, Contract, Model
 
 REF = "#/components/schemas/{model}"
 # Every type the document lists under components/schemas.

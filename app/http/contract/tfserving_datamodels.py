@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from app.http.datamodels import MAX_IMAGES, Answer, Base64Image, Model
+from app.http.contract.datamodels import MAX_IMAGES, Answer, Base64Image, Model
 
 
 class B64(Model):

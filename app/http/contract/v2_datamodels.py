@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from app.http.datamodels import MAX_IMAGES, Absent, Base64Image, Model
+from app.http.contract.datamodels import MAX_IMAGES, Absent, Base64Image, Model
 
 
 class V2InferInput(Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +19,32 @@ def compile_ir(model: ov.Model | str | Path, precision: str = "f32", latency: bo
 
     precision 'f32' keeps float32 math even on CPUs where OpenVINO would otherwise run bf16.
     """
-    core = ov.Core()
+    core = process_core()
     declared = settings.read(reader="runtime")
-    if declared["OV_CACHE_DIR"]:
-        core.set_property({"CACHE_DIR": declared["OV_CACHE_DIR"]})
     config = {"PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision,
               "ENABLE_CPU_PINNING": declared["OV_CPU_PINNING"] == "on"}
+    if declared["OV_CACHE_DIR"]:
+        config["CACHE_DIR"] = declared["OV_CACHE_DIR"]
     threads = threads or declared["OV_THREADS"] or core_share()
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return core.compile_model(model if isinstance(model, ov.Model) else core.read_model(model), "CPU", config)
+
+
+_core: ov.Core | None = None
+_core_lock = threading.Lock()
+
+
+def process_core() -> ov.Core:
+    """The process's one OpenVINO Core, never released. Each Core's CPU plugin gives the thread that creates it an
+    alternate signal stack and unmaps it when the Core is destroyed, from whichever thread that happens on: a hot
+    reload that dropped the first version's Core on the poller thread left the main thread's pointing at freed
+    memory, and the next signal (SIGTERM) killed the worker with SIGSEGV."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            _core = ov.Core()
+        return _core
 
 
 def core_share() -> int | None:

@@ -215,3 +215,31 @@ def test_registry_is_the_one_list_of_runtimes():
     assert runtimes.NAMES == ("openvino-int8", "openvino", "tensorflow")  # auto's preference
     assert runtimes.EXPORTED == ("openvino-int8", "openvino")
     assert runtimes.REGISTRY["openvino-int8"].v2_platform == "openvino_ir"
+
+
+def test_a_model_released_on_another_thread_leaves_signals_deliverable():
+    """A hot reload compiles the new version on the poller thread and releases the old one wherever its last
+    reference goes; a signal afterwards (SIGTERM from the platform) must still reach its handler."""
+    code = """
+import os, signal, threading, time
+import openvino as ov, openvino.opset13 as ops
+from runtimes.openvino_ir import compile_ir
+x = ops.parameter([1, 4], ov.Type.f32)
+model = ov.Model([ops.relu(x)], [x])
+got = []
+signal.signal(signal.SIGTERM, lambda sig, frame: got.append(sig))
+served = {"old": compile_ir(model)}  # compiled on the main thread, as the first version is at start-up
+
+def reload():
+    served["new"] = compile_ir(model)
+    del served["old"]  # released on this thread
+
+worker = threading.Thread(target=reload)
+worker.start()
+worker.join()
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.2)
+print("handled", got)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "handled [15]" in out.stdout, (out.returncode, out.stderr[-2000:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,10 +20,23 @@ def _lines(data: bytes) -> Iterator[dict]:
             yield record
 
 
+def _segments(storage: LocalStorage | GcsStorage) -> list[tuple[str, int]]:
+    """(name, size) of the stored segments from one listing, oldest first (names start with their UTC start time)."""
+    return sorted(((e.name, e.size) for e in storage.entries() if e.name.startswith(f"{SEGMENTS}/")),
+                  key=lambda entry: entry[0].rsplit("/", 1)[-1])
+
+
 def segment_names(storage: LocalStorage | GcsStorage) -> list[str]:
     """Names of the stored segments, oldest first (names start with their UTC start time)."""
-    return sorted((e.name for e in storage.entries() if e.name.startswith(f"{SEGMENTS}/")),
-                  key=lambda n: n.rsplit("/", 1)[-1])
+    return [name for name, _ in _segments(storage)]
+
+
+def _local(path: Path) -> bytes | None:
+    # A local file not yet stored (the open segment) is moved into storage when the writer seals it.
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def records(storage: LocalStorage | GcsStorage, extra: Iterable[Path] = ()) -> Iterator[dict]:
@@ -30,23 +44,29 @@ def records(storage: LocalStorage | GcsStorage, extra: Iterable[Path] = ()) -> I
     for name in segment_names(storage):
         yield from _lines(storage.read(name))
     for path in extra:
-        if path.is_file():
-            yield from _lines(path.read_bytes())
+        data = _local(path)
+        if data is not None:
+            yield from _lines(data)
 
 
 def find(storage: LocalStorage | GcsStorage, request_id: str, max_bytes: int, extra: Iterable[Path] = ()
          ) -> list[dict]:
     """The prediction records of one request id, searching the newest segments first, at most max_bytes of
     them (a feedback for an old request the server no longer remembers)."""
-    entries = {e.name: e.size for e in storage.entries() if e.name.startswith(f"{SEGMENTS}/")}
-    sources: list[tuple[int, object]] = [(p.stat().st_size, p) for p in extra if p.is_file()]
-    sources += [(entries[n], n) for n in reversed(segment_names(storage))]
+    # Local files first, then one listing of the store: a segment the writer seals in between is in the listing.
+    sources: list[tuple[int, object]] = []
+    for path in extra:
+        with contextlib.suppress(FileNotFoundError):  # sealed since the caller named it: it is in the listing
+            sources.append((path.stat().st_size, path))
+    sources += [(size, name) for name, size in reversed(_segments(storage))]
     read = 0
     for size, source in sources:
         if read + size > max_bytes:
             break
         read += size
-        data = source.read_bytes() if isinstance(source, Path) else storage.read(source)
+        data = _local(source) if isinstance(source, Path) else storage.read(source)
+        if data is None:
+            continue
         found = [r for r in _lines(data) if r.get("request_id") == request_id and r.get("type") == "prediction"]
         if found:
             return found

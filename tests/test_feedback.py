@@ -301,3 +301,24 @@ def test_page_wrong_button_sends_feedback_and_shows_the_answer(trained_store, tm
 def test_page_has_no_wrong_button_without_a_log(client):
     page = client.get("/").get_data(as_text=True)
     assert 'data-feedback="off"' in page
+
+
+def test_find_lists_the_store_once_while_the_writer_adds_segments(tmp_path):
+    """The writer may start a segment between two listings of the store: find and records must not trip on it
+    (a second listing that named a segment the first had not seen raised KeyError), nor on an open segment
+    that was sealed away after the caller named it."""
+    storage = prediction_log.LocalStorage(tmp_path / "log")
+    record = {"type": "prediction", "request_id": "r1", "label": "cats"}
+    storage.put("segments/20260101T000000-a-000001.jsonl", (json.dumps(record) + "\n").encode())
+    listed = storage.entries
+
+    def growing():  # each listing sees one more segment than the last
+        entries = listed()
+        storage.put(f"segments/20260101T00000{len(entries)}-b-000001.jsonl", b"{}\n")
+        return entries
+
+    storage.entries = growing
+    gone = tmp_path / "open-segment-already-sealed.jsonl"
+    assert prediction_log.find(storage, "r1", 1 << 20, [gone]) == [record]
+    assert prediction_log.find(storage, "nobody", 1 << 20, [gone]) == []
+    assert [r for r in prediction_log.records(storage, [gone]) if r] == [record]

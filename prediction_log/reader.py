@@ -31,20 +31,19 @@ def segment_names(storage: LocalStorage | GcsStorage) -> list[str]:
     return [name for name, _ in _segments(storage)]
 
 
-def _local(path: Path) -> bytes | None:
-    # A local file not yet stored (the open segment) is moved into storage when the writer seals it.
+def _read(storage: LocalStorage | GcsStorage, source: str | Path) -> bytes | None:
+    # None when the file went meanwhile: an open segment the writer sealed into storage, or a stored segment the
+    # retention removed.
     try:
-        return path.read_bytes()
+        return source.read_bytes() if isinstance(source, Path) else storage.read(source)
     except FileNotFoundError:
         return None
 
 
 def records(storage: LocalStorage | GcsStorage, extra: Iterable[Path] = ()) -> Iterator[dict]:
     """Every record of the log, segment by segment (plus local files not yet stored, e.g. an open segment)."""
-    for name in segment_names(storage):
-        yield from _lines(storage.read(name))
-    for path in extra:
-        data = _local(path)
+    for source in [*segment_names(storage), *extra]:
+        data = _read(storage, source)
         if data is not None:
             yield from _lines(data)
 
@@ -64,7 +63,7 @@ def find(storage: LocalStorage | GcsStorage, request_id: str, max_bytes: int, ex
         if read + size > max_bytes:
             break
         read += size
-        data = _local(source) if isinstance(source, Path) else storage.read(source)
+        data = _read(storage, source)
         if data is None:
             continue
         found = [r for r in _lines(data) if r.get("request_id") == request_id and r.get("type") == "prediction"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,13 @@ class LocalStorage:
         out = []
         for top in (SEGMENTS, IMAGES):
             for path in (self.root / top).rglob("*") if (self.root / top).is_dir() else ():
-                if path.is_file() and not path.name.startswith("."):
+                if path.name.startswith("."):
+                    continue
+                try:
                     st = path.stat()
+                except FileNotFoundError:  # removed by the retention while this listing ran
+                    continue
+                if stat.S_ISREG(st.st_mode):
                     out.append(Entry(path.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
         return out
 
@@ -136,9 +142,14 @@ class GcsStorage:
                 pass
 
     def read(self, name: str) -> bytes:
-        """The bytes of one stored object."""
+        """The bytes of one stored object (FileNotFoundError when it is gone, as for a local log)."""
+        from google.api_core.exceptions import NotFound
+
         with remote.gcs_errors(f"cannot read {name} from {self.uri}"):
-            return self._blob(name).download_as_bytes()
+            try:
+                return self._blob(name).download_as_bytes()
+            except NotFound:
+                raise FileNotFoundError(f"{self.uri}/{name} is gone") from None
 
     def close(self) -> None:
         """Remove the local staging folder."""

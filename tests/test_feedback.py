@@ -322,3 +322,25 @@ def test_find_lists_the_store_once_while_the_writer_adds_segments(tmp_path):
     assert prediction_log.find(storage, "r1", 1 << 20, [gone]) == [record]
     assert prediction_log.find(storage, "nobody", 1 << 20, [gone]) == []
     assert [r for r in prediction_log.records(storage, [gone]) if r] == [record]
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_a_segment_the_retention_removes_mid_search_is_skipped(where, tmp_path, request):
+    """find lists the store, then reads newest first: a segment deleted in between (the retention) is skipped on
+    either storage, and read() says FileNotFoundError for it on both."""
+    uri = request.getfixturevalue("gcs") + "/log" if where == "gcs" else str(tmp_path / "log")
+    storage = prediction_log.open_storage(uri)
+    record = {"type": "prediction", "request_id": "r1", "label": "dogs"}
+    storage.put("segments/20260101T000000-a-000001.jsonl", (json.dumps(record) + "\n").encode())
+    storage.put("segments/20260101T000009-a-000002.jsonl", b'{"type": "prediction", "request_id": "r2"}\n')
+    listed = storage.entries
+
+    def listing_then_retention():
+        entries = listed()
+        storage.delete("segments/20260101T000009-a-000002.jsonl")  # the newest, read first
+        return entries
+
+    storage.entries = listing_then_retention
+    assert prediction_log.find(storage, "r1", 1 << 20) == [record]
+    with pytest.raises(FileNotFoundError):
+        storage.read("segments/20260101T000009-a-000002.jsonl")

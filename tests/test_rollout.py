@@ -17,7 +17,7 @@ from app.config import from_env
 from app.rollouts.gate import bucket
 from model_store import golden, version_labels
 from settings import SettingsError
-from tests.conftest import free_port, start_gunicorn, stop, wait_ready
+from tests.conftest import free_port, start_gunicorn, stop, wait_ready, worker_crashes
 from tests.test_abstain import BLUE, RED, _colour_model, _jpeg, _serving_gauge_restored  # noqa: F401
 from training.__main__ import main
 
@@ -344,6 +344,7 @@ def test_labels_flipped_under_32_clients_give_no_errors(colour_versions):
         stop(proc)
     assert results and all(status == 200 for status, _ in results), [r for r in results if r[0] != 200][:5]
     assert {v for _, v in results} == {"1", "2"}
+    assert not worker_crashes(proc)  # versions swapped back and forth, then SIGTERM: a clean exit
 
 
 def test_labels_in_a_gcs_store(colour_versions, gcs, tmp_path):

@@ -74,8 +74,9 @@ def after_work(predict, seconds: float, gap_ms: float = 3.0) -> dict:
     import numpy as np
 
     import model_store
+    from tests import images
 
-    photo = _photo()
+    photo = images.encode(images.gradient((500, 375)), "JPEG")  # the Kaggle photos' size
     x = model_store.preprocess_image(photo, np.uint8)[None]
     for _ in range(3):
         predict(x)
@@ -88,22 +89,6 @@ def after_work(predict, seconds: float, gap_ms: float = 3.0) -> dict:
         predict(x)
         times.append(time.perf_counter() - t)
     return {"gap_ms": gap_ms, "calls": len(times), "median_ms": 1000 * float(np.median(times))}
-
-
-def _photo() -> bytes:
-    """A 500x375 JPEG (the Kaggle photos' size) of smooth colour and noise, so decoding it costs what a photo's does."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:375, 0:500]
-    base = np.stack([xx * 255 / 500, yy * 255 / 375, (xx + yy) * 255 / 875], -1)
-    pixels = np.clip(base + rng.normal(0, 24, base.shape), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
 
 
 if __name__ == "__main__":

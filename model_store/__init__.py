@@ -27,9 +27,8 @@ from model_store.remote import (
     local_copy,
     prune_cache,
     remote_versions,
-    update_version,
-    upload_version,
 )
+from model_store.remote_publish import update_version, upload_version
 from model_store.tta import TTA_MODES, predict_tta
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""gs:// model stores: download the newest version to a local cache, publish a local version."""
+"""gs:// model stores: list versions, download one to a local cache (publishing: remote_publish.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from model_store.layout import (
     version_dir,
 )
 
-# Uploaded in this order: metadata.json last, so its presence marks a complete version.
+# A trained version's files; metadata.json (uploaded last) marks a version complete.
 FILES = (MODEL_FILE, "history.csv", "curves.png", REPORT_FILE, METADATA_FILE)
 
 
@@ -76,14 +76,15 @@ storage_client = _client
 gcs_errors = _gcs_errors
 
 
-def _model_prefix(prefix: str) -> str:
+def model_prefix(prefix: str) -> str:
+    """The object prefix of the model's versions in a store whose URI has this prefix."""
     return f"{prefix}/{MODEL_NAME}/" if prefix else f"{MODEL_NAME}/"
 
 
 def remote_versions(uri: str) -> list[int]:
     """Complete versions (those with metadata.json) in a gs:// store."""
     bucket, prefix = split_uri(uri)
-    base = _model_prefix(prefix)
+    base = model_prefix(prefix)
     found = set()
     with _gcs_errors(f"cannot list {uri}"):
         # Retries stop after LIST_RETRY_SECONDS (the library default is 120 s): a store that cannot be
@@ -116,7 +117,7 @@ def download_version(uri: str, version: int, cache_dir: str | os.PathLike,
     target = version_dir(cache_dir, version)
     bucket_name, prefix = split_uri(uri)
     bucket = _client().bucket(bucket_name)
-    base = f"{_model_prefix(prefix)}{version}/"
+    base = f"{model_prefix(prefix)}{version}/"
     if target.is_dir():
         metadata = json.loads((target / METADATA_FILE).read_text())
         missing = [f for f in _wanted(metadata, want) if not (target / f).is_file()]
@@ -188,53 +189,5 @@ def prune_cache(cache_dir: str | os.PathLike, keep: set[int]) -> list[int]:
     return removed
 
 
-CLAIM_FILE = ".publishing"  # hidden: never downloaded, never a version file
-
-
-def _version_files(src: Path) -> list[str]:
-    """Every file of a local version (relative, '/'-separated), metadata.json last; hidden ones skipped."""
-    names = sorted(p.relative_to(src).as_posix() for p in src.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
-    return [n for n in names if n != METADATA_FILE] + [METADATA_FILE]
-
-
-def upload_version(local_store: str | os.PathLike, version: int, uri: str) -> int:
-    """Publish a local version to a gs:// store as the next remote version number; returns it."""
-    from google.api_core.exceptions import PreconditionFailed
-
-    src = version_dir(local_store, version)
-    bucket_name, prefix = split_uri(uri)
-    bucket = _client().bucket(bucket_name)
-    names = _version_files(src)
-    existing = remote_versions(uri)
-    remote = (existing[-1] + 1) if existing else 1
-    while True:
-        base = f"{_model_prefix(prefix)}{remote}/"
-        try:
-            # Claim the number before writing into it (create-only, if_generation_match=0): a publisher racing
-            # for the same number gets PreconditionFailed and takes the next one, so no publisher ever
-            # overwrites another's files. A claim left by a publisher that died stays an unfinished version.
-            bucket.blob(base + CLAIM_FILE).upload_from_string(b"", if_generation_match=0)
-        except PreconditionFailed:
-            remote += 1
-            continue
-        for name in names:
-            bucket.blob(base + name).upload_from_filename(str(src / name), if_generation_match=0)
-        return remote
-
-
-def update_version(local_store: str | os.PathLike, version: int, uri: str, new_files: list[str]) -> None:
-    """Upload files added to a published version (an export), then replace its metadata.json that names them."""
-    src = version_dir(local_store, version)
-    bucket_name, prefix = split_uri(uri)
-    bucket = _client().bucket(bucket_name)
-    base = f"{_model_prefix(prefix)}{version}/"
-    with _gcs_errors(f"cannot update version {version} of {uri}"):
-        for name in new_files:
-            bucket.blob(base + name).upload_from_filename(str(src / name))
-        bucket.blob(base + METADATA_FILE).upload_from_filename(str(src / METADATA_FILE))
-
-
-__all__ = ["RemoteStoreError", "download_version", "is_remote", "list_versions", "local_copy", "prune_cache", "publish",
-           "remote_versions",
-           "split_uri", "update_version", "upload_version"]
+__all__ = ["RemoteStoreError", "download_version", "is_remote", "list_versions", "local_copy", "prune_cache",
+           "publish", "remote_versions", "split_uri"]

@@ -149,7 +149,8 @@ def _create_only_preconditions(monkeypatch) -> None:
 
 
 def test_a_publisher_never_writes_into_a_number_another_is_publishing(gcs, trained_store, monkeypatch):
-    from model_store.remote import CLAIM_FILE, _client, split_uri
+    from model_store.remote import _client, split_uri
+    from model_store.remote_publish import CLAIM_FILE
 
     _create_only_preconditions(monkeypatch)
     assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0

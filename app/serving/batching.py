@@ -8,35 +8,20 @@ so a prediction waits behind at most one of those.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from app.serving.batch_input import BatchInput
+from app.serving.work_queue import HIGH, LOW, Item, OverloadedError, WorkQueue
 
 log = logging.getLogger(__name__)
 
-HIGH, LOW = 0, 1
-_CLOSE = 2  # sorts after all work: close() lets the queue drain first
-
-
-class OverloadedError(Exception):
-    """The queue is full or a request waited too long for its turn."""
-
-
-@dataclass
-class _Item:
-    image: np.ndarray
-    priority: int = HIGH
-    future: Future = field(default_factory=Future)
-    enqueued: float = field(default_factory=time.monotonic)
+__all__ = ["HIGH", "LOW", "Batcher", "OverloadedError"]
 
 
 class Batcher:
@@ -71,14 +56,8 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.max_queue_time_s = max_queue_time_s
         self.max_low_batch = max(1, min(max_low_batch, max_batch))
-        # (priority, sequence, item): FIFO within a priority. Unbounded so the inference thread can always put
-        # an entry back; submit() enforces the limit. low_reserve: room for LOW work beyond max_queue, so
-        # bounded background work never takes a prediction's place.
-        self._queue: queue.PriorityQueue[tuple[int, int, _Item | None]] = queue.PriorityQueue()
-        self.max_queue, self._limit = max_queue, max_queue + low_reserve
-        self._waiting = {HIGH: 0, LOW: 0}  # queued images per priority (put-backs stay counted)
-        self._count_lock = threading.Lock()
-        self._seq = itertools.count()
+        self.max_queue = max_queue
+        self._work = WorkQueue(max_queue, low_reserve, self.max_low_batch)
         self._on_batch = on_batch
         # Called before a LOW batch runs; False drops it (the items fail with OverloadedError). A shadow
         # candidate uses it to run only while the stable version is idle.
@@ -93,20 +72,8 @@ class Batcher:
 
     def submit(self, images: list[np.ndarray], priority: int = HIGH) -> list[Future]:
         """Queue images (HIGH or LOW priority); each future resolves to that image's output row."""
-        with self._count_lock:
-            # Predictions get max_queue whatever LOW work waits; LOW work only fits in what is left of
-            # max_queue + low_reserve.
-            if priority == HIGH:
-                full = self._waiting[HIGH] + len(images) > self.max_queue
-            else:
-                full = self._waiting[HIGH] + self._waiting[LOW] + len(images) > self._limit
-            if full:
-                raise OverloadedError("server busy: inference queue is full")
-            self._waiting[priority] += len(images)
+        items = self._work.put(images, priority)
         self.last_active = time.monotonic()
-        items = [_Item(img, priority) for img in images]
-        for item in items:
-            self._queue.put_nowait((priority, next(self._seq), item))
         return [item.future for item in items]
 
     def wait_for_batch(self, timeout: float) -> None:
@@ -117,13 +84,13 @@ class Batcher:
 
     def waiting_predictions(self) -> int:
         """Prediction (HIGH) images queued; background work not counted."""
-        return self._waiting[HIGH]
+        return self._work.waiting(HIGH)
 
-    def _top_up(self, batch: list[_Item]) -> list[_Item]:
+    def _top_up(self, batch: list[Item]) -> list[Item]:
         """The batch with what is queued now added (up to max_batch), without waiting."""
-        return batch + self._runnable(self._taken(self._fill(list(batch), 0.0)[len(batch):]))
+        return batch + self._runnable(self._work.taken(self._work.fill(list(batch), 0.0, self.max_batch)[len(batch):]))
 
-    def _yield(self, batch: list[_Item]) -> list[_Item]:
+    def _yield(self, batch: list[Item]) -> list[Item]:
         """While `yield_to` has predictions queued, let it run first (up to max_yield_s from the oldest
         arrival), taking in what reaches this queue meanwhile; its background work is not waited for."""
         deadline = batch[0].enqueued + self.max_yield_s
@@ -137,54 +104,26 @@ class Batcher:
 
     def depth(self) -> int:
         """Images waiting in the queue."""
-        return self._queue.qsize()
+        return self._work.depth()
 
     def idle_for(self) -> float:
         """Seconds since this batcher last had work queued or running (0 while it has)."""
-        if self.running or self._queue.qsize():
+        if self.running or self._work.depth():
             return 0.0
         return time.monotonic() - self.last_active
 
     def close(self) -> None:
         """Stop the inference thread after the queue drains."""
-        self._queue.put((_CLOSE, next(self._seq), None))
+        self._work.close()
         self._thread.join(timeout=30)
 
-    def _collect(self, first: _Item) -> list[_Item]:
+    def _collect(self, first: Item) -> list[Item]:
         # Wait for stragglers only for predictions under concurrency (the last batch had company): a lone
         # client should not pay max_wait on every request.
         wait = self.max_wait_s if self._last_batch > 1 and first.priority == HIGH else 0.0
-        return self._fill([first], wait)
+        return self._work.fill([first], wait, self.max_batch)
 
-    def _fill(self, batch: list[_Item], wait: float) -> list[_Item]:
-        first = batch[0]
-        low = sum(item.priority == LOW for item in batch)
-        deadline = time.monotonic() + wait
-        while len(batch) < self.max_batch:
-            try:
-                # Take what is already queued at once; wait at most `wait` for stragglers.
-                remaining = deadline - time.monotonic()
-                entry = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            item = entry[2]
-            # A prediction's batch carries no LOW work (it would make the prediction pay for it); LOW-only
-            # batches stop at max_low_batch, which bounds how long a prediction can wait behind one.
-            if item is None or (item.priority == LOW and (first.priority == HIGH or low >= self.max_low_batch)):
-                self._queue.put(entry)  # the close marker, or LOW work for a later batch
-                break
-            low += item.priority == LOW
-            batch.append(item)
-        return batch
-
-    def _taken(self, items: list[_Item]) -> list[_Item]:
-        """Items just taken off the queue: no longer counted as waiting."""
-        with self._count_lock:
-            for item in items:
-                self._waiting[item.priority] -= 1
-        return items
-
-    def _runnable(self, batch: list[_Item]) -> list[_Item]:
+    def _runnable(self, batch: list[Item]) -> list[Item]:
         now = time.monotonic()
         keep = []
         for item in batch:
@@ -199,10 +138,10 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()[2]
+            first = self._work.get()
             if first is None:
                 return
-            collected = self._taken(self._collect(first))
+            collected = self._work.taken(self._collect(first))
             self._last_batch = len(collected)
             batch = self._runnable(collected)
             if not batch:

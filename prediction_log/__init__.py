@@ -13,7 +13,8 @@ from __future__ import annotations
 from model_store import ood
 from prediction_log.reader import find, records
 from prediction_log.storage import GcsStorage, LocalStorage, open_storage
-from prediction_log.writer import LogWriter, captured, utc_now
+from prediction_log.upload_facts import captured, utc_now
+from prediction_log.writer import LogWriter
 
 NEITHER = "neither"  # the feedback label for "not one of the trained classes"
 

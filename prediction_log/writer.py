@@ -9,7 +9,6 @@ and says so through `on_drop`; `close()` writes out everything still queued (gun
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -22,34 +21,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from prediction_log.storage import IMAGES, SEGMENTS, GcsStorage, LocalStorage
+from prediction_log.upload_facts import captured, image_facts
 
 log = logging.getLogger(__name__)
 
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
 _STOP = object()
 _BATCH = 256  # records written per flush at most
-
-
-def captured(sha256: str, fraction: float) -> bool:
-    """Whether an image is sampled for capture: decided by its hash, so the same photo always is (or is not)."""
-    return fraction > 0 and int(sha256[:8], 16) / 0x1_0000_0000 < fraction
-
-
-def image_facts(data: bytes) -> tuple[int | None, int | None, str]:
-    """(width, height, file extension) from the image header alone (no decode); Nones when unreadable."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.width, img.height, _EXTENSIONS.get(img.format or "", "bin")
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None, None, "bin"
-
-
-def utc_now() -> str:
-    """The current time as the log writes it: ISO 8601, UTC, milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LogWriter:

@@ -40,11 +40,25 @@ if workers > 1 and not _s["PROMETHEUS_MULTIPROC_DIR"]:
 
 
 def on_starting(server):
-    """Start each run with empty multiprocess metric files."""
+    """Refuse worker classes without OS threads; start each run with empty multiprocess metric files."""
+    _check_worker_class(server.cfg.worker_class)
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path, exist_ok=True)
+
+
+def _check_worker_class(cls) -> None:
+    # The batcher's inference thread must run beside the request threads: under gevent or eventlet every
+    # thread is a greenlet, a model call stalls every request, and the disconnect probe's non-blocking peek
+    # waits for the client instead (requests under load hang until the client gives up: measured, gevent).
+    from gunicorn.workers.gthread import ThreadWorker
+    from gunicorn.workers.sync import SyncWorker
+
+    if not issubclass(cls, (ThreadWorker, SyncWorker)):
+        print(f"alexnet-service: cannot start: bad configuration: worker class {cls.__module__}.{cls.__name__} "
+              "runs requests without OS threads; use gthread (the default)", file=sys.stderr, flush=True)
+        sys.exit(4)
 
 
 def child_exit(server, worker):

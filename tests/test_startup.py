@@ -105,6 +105,13 @@ def test_config_and_store_errors_exit_4_with_one_line(trained_store, env, needle
     assert "Traceback" not in out, out[-3000:]
 
 
+def test_a_worker_class_without_threads_exits_4_with_one_line(trained_store):
+    proc = start_gunicorn(trained_store, free_port(), args=("-k", "gevent"), output=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=120)
+    lines = [line for line in out.splitlines() if line.startswith("alexnet-service: cannot start:")]
+    assert proc.returncode == 4 and len(lines) == 1 and "GeventWorker" in lines[0] and "gthread" in lines[0], out
+
+
 def test_wsgi_config_error_exit_code(trained_store):
     proc = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, capture_output=True, text=True,
                           env={"MODEL_STORE": str(trained_store), "MAX_QUEUE": "x", "PATH": "/usr/bin:/bin"},

@@ -19,12 +19,12 @@ RUN if [ "$WITH_TENSORFLOW" = "1" ]; then lock=/tmp/requirements-serve-tensorflo
     else lock=/tmp/requirements-serve.lock; fi \
     && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r "$lock"
 # The service compiles IR for the CPU only: OpenVINO's GPU and NPU plugins, their kernel cache and the
-# frontends of other model formats (ONNX, TensorFlow, PyTorch, ...) are ~80 MB it never loads; OpenCV's Haar
-# cascades (cv2/data) 10 MB more; pip and setuptools (nothing is installed after this stage) and numpy's own
-# test suites ~40 MB. Only /opt/venv reaches the final image, so deleting here shrinks it;
-# tests/test_container.py checks that the image still serves what the process serves.
+# frontends of other model formats (ONNX, TensorFlow, PyTorch, ...) are ~80 MB it never loads; pip and
+# setuptools (nothing is installed after this stage) and numpy's own test suites ~40 MB more. Only
+# /opt/venv reaches the final image, so deleting here shrinks it; tests/test_container.py
+# checks that the image still serves what the process serves.
 RUN sp=/opt/venv/lib/python3.11/site-packages \
-    && rm -rf "$sp/cv2/data" "$sp/openvino/libs/libopenvino_intel_gpu_plugin.so" \
+    && rm -rf "$sp/openvino/libs/libopenvino_intel_gpu_plugin.so" \
         "$sp/openvino/libs/libopenvino_intel_npu_plugin.so" "$sp/openvino/libs/cache.json" \
     && find "$sp/openvino/libs" -name 'libopenvino_*_frontend.so*' ! -name 'libopenvino_ir_frontend.so*' -delete \
     && find "$sp/numpy" -type d -name tests -prune -exec rm -rf {} + \

@@ -15,7 +15,6 @@ import http.client
 import io
 import itertools
 import json
-import signal
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.drive import load
+from bench.drive.drain import drain_under_load
 from bench.drive.server import free_port, start_gunicorn, stop, wait_ready, worker_crashes, worker_rss_mb
 from tests import images
 
@@ -36,37 +36,6 @@ def _flat(size: tuple[int, int], fmt: str) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (90, 140, 200)).save(buf, fmt)
     return buf.getvalue()
-
-
-def drain_under_load(port: int, proc, bodies: list[bytes], clients: int = 32) -> collections.Counter:
-    """SIGTERM while `clients` photo uploads (multipart bodies) are in flight: each must end in 200 or 503,
-    or be refused before it was accepted; none may be reset."""
-    mp = {"Content-Type": f"multipart/form-data; boundary={load.BOUNDARY}"}
-    outcomes: collections.Counter = collections.Counter()
-    lock = threading.Lock()
-
-    def one(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        try:
-            conn.request("POST", "/predict", body=bodies[i % len(bodies)], headers=mp)
-            outcome = str(conn.getresponse().status)
-        except ConnectionRefusedError:
-            outcome = "refused"  # arrived after the listener closed: never accepted, the client can retry
-        except (OSError, http.client.HTTPException) as exc:
-            outcome = f"reset:{type(exc).__name__}"
-        finally:
-            conn.close()
-        with lock:
-            outcomes[outcome] += 1
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)  # the uploads are being served
-    proc.send_signal(signal.SIGTERM)
-    for t in threads:
-        t.join()
-    return outcomes
 
 
 def rss_trend(samples: list[tuple[int, float]]) -> float:

@@ -20,6 +20,8 @@ DCT_MIN_SIZE = (round(0.8 * IMAGE_SIZE[0]), round(0.8 * IMAGE_SIZE[1]))
 MAX_IMAGE_PIXELS = 40_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
+# "OpenCV INTER_LINEAR" names the arithmetic: model_store/resize.py reproduces it bit for bit, so versions
+# trained when this called OpenCV still match.
 PREPROCESSING_SPEC = {
     "function": "model_store.preprocessing.preprocess_image",
     "size": list(IMAGE_SIZE),

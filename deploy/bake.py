@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import model_store  # noqa: E402
 import runtimes  # noqa: E402
-from model_store import golden  # noqa: E402
+from model_store.versions import golden  # noqa: E402
 
 
 def main(store: str) -> int:

@@ -1,7 +1,15 @@
 """The contract between training and serving: store layout and shared preprocessing."""
 
-from model_store.labels import display_name, display_names
-from model_store.layout import (
+from model_store.answers.labels import display_name, display_names
+from model_store.answers.tta import TTA_MODES, predict_tta
+from model_store.preprocessing import (
+    IMAGE_SIZE,
+    PREPROCESSING_SPEC,
+    InvalidImageError,
+    load_image_file,
+    preprocess_image,
+)
+from model_store.versions.layout import (
     METADATA_FILE,
     MODEL_FILE,
     MODEL_NAME,
@@ -14,22 +22,14 @@ from model_store.layout import (
     staging_dir,
     version_dir,
 )
-from model_store.preprocessing import (
-    IMAGE_SIZE,
-    PREPROCESSING_SPEC,
-    InvalidImageError,
-    load_image_file,
-    preprocess_image,
-)
-from model_store.remote import (
+from model_store.versions.remote import (
     RemoteStoreError,
     is_remote,
     local_copy,
     prune_cache,
     remote_versions,
 )
-from model_store.remote_publish import update_version, upload_version
-from model_store.tta import TTA_MODES, predict_tta
+from model_store.versions.remote_publish import update_version, upload_version
 
 __all__ = [
     "IMAGE_SIZE",

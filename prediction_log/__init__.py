@@ -10,7 +10,7 @@ Written by the server (app/features/logbook.py) and read by `python -m training 
 
 from __future__ import annotations
 
-from model_store import ood
+from model_store.answers import ood
 from prediction_log.reader import find, records
 from prediction_log.storage import GcsStorage, LocalStorage, open_storage
 from prediction_log.upload_facts import captured, utc_now

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_store import remote
+from model_store.versions import remote
 
 SEGMENTS = "segments"
 IMAGES = "images"

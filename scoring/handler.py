@@ -11,7 +11,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 import model_store
 import runtimes
-from model_store import decision
+from model_store.answers import decision
 
 
 class LoadedVersion:
@@ -62,7 +62,7 @@ class RuntimeModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedVersi
 
 
 def answer(probs: np.ndarray, model: LoadedVersion) -> dict:
-    """What /predict answers for one image (model_store.decision: label "unknown" when "neither"), plus the
+    """What /predict answers for one image (model_store.answers.decision: label "unknown" when "neither"), plus the
     runtime."""
     return {**decision.decide(probs[None], model.policy)[0].as_dict(),
             "probabilities": {n: float(p) for n, p in zip(model.class_names, probs, strict=True)},

@@ -24,7 +24,7 @@ class Setting:
 
 
 RUNTIMES = ("auto", "openvino-int8", "openvino", "tensorflow")  # runtimes.CHOICES (a test keeps them equal)
-TTA_MODES = ("none", "flip")  # model_store.tta.MODES
+TTA_MODES = ("none", "flip")  # model_store.answers.tta.MODES
 
 SETTINGS: tuple[Setting, ...] = (
     # The server process.

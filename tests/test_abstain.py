@@ -17,7 +17,7 @@ import model_store
 import runtimes
 from app import ModelLoadError, create_app
 from app.config import from_env
-from model_store import ood
+from model_store.answers import ood
 from tests.conftest import ROOT
 from training.__main__ import main
 

@@ -110,7 +110,7 @@ def test_app_and_training_folders_hold_at_most_ten_modules():
 
 
 def test_one_answer_rule():
-    # The label / abstain decision is written once (model_store.decision); everyone else calls it.
+    # The label / abstain decision is written once (model_store.answers.decision); everyone else calls it.
     defining = [name for name, path in _modules().items() if any(
         isinstance(n, ast.FunctionDef) and n.name == "decide" for n in ast.walk(ast.parse(path.read_text())))]
-    assert defining == ["model_store.decision"]
+    assert defining == ["model_store.answers.decision"]

@@ -15,7 +15,8 @@ from PIL import Image
 
 from app.http.decode_budget import BudgetTimeoutError, DecodeBudget
 from bench.drive.server import worker_rss_mb
-from model_store import InvalidImageError, preprocess_image, preprocessing
+from model_store import InvalidImageError, preprocess_image
+from model_store.preprocessing import decode
 from tests.conftest import free_port, start_gunicorn, stop, wait_ready
 
 
@@ -27,7 +28,7 @@ def _encode(size, fmt):
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF"])
 def test_pixel_limit_is_exact_for_every_format(monkeypatch, fmt):
-    monkeypatch.setattr(preprocessing, "MAX_IMAGE_PIXELS", 100 * 100)
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 100 * 100)
     assert preprocess_image(_encode((100, 100), fmt)).shape == (227, 227, 3)  # exactly at the limit
     with pytest.raises(InvalidImageError, match=r"too large: 101x100 = 10,100 pixels \(limit 10,000\)"):
         preprocess_image(_encode((101, 100), fmt))

@@ -46,7 +46,7 @@ def test_publish_then_serve_from_bucket(gcs, trained_store, tmp_path):
 
 def test_incomplete_remote_version_is_ignored(gcs, trained_store, tmp_path):
     main(["publish", "--model-store", str(trained_store), "--to", gcs])
-    from model_store.remote import _client, split_uri
+    from model_store.versions.remote import _client, split_uri
 
     bucket, prefix = split_uri(gcs)
     # An upload that died before metadata.json: not a version.
@@ -59,7 +59,7 @@ def test_incomplete_remote_version_is_ignored(gcs, trained_store, tmp_path):
 
 def test_bad_uri_is_rejected():
     with pytest.raises(ValueError):
-        model_store.remote.split_uri("s3://bucket/x")
+        model_store.versions.remote.split_uri("s3://bucket/x")
 
 
 def test_cache_keeps_only_the_serving_version(gcs, trained_store, tmp_path):
@@ -149,8 +149,8 @@ def _create_only_preconditions(monkeypatch) -> None:
 
 
 def test_a_publisher_never_writes_into_a_number_another_is_publishing(gcs, trained_store, monkeypatch):
-    from model_store.remote import _client, split_uri
-    from model_store.remote_publish import CLAIM_FILE
+    from model_store.versions.remote import _client, split_uri
+    from model_store.versions.remote_publish import CLAIM_FILE
 
     _create_only_preconditions(monkeypatch)
     assert main(["publish", "--model-store", str(trained_store), "--to", gcs]) == 0

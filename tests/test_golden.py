@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_store import golden
+from model_store.versions import golden
 from tests import images
 
 

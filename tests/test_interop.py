@@ -131,7 +131,7 @@ def test_tritonclient_against_gunicorn(live_server, sample_jpeg):
     both = client.infer("alexnet", [inp])
     np.testing.assert_allclose(both.as_numpy("probabilities"), expected, atol=1e-6)
     np.testing.assert_allclose(both.as_numpy("ood_score"), [single["ood_score"]], atol=1e-6)
-    # The state (model_store.decision) as a BYTES tensor, read back by tritonclient from the binary layout.
+    # The state (model_store.answers.decision) as a BYTES tensor, read back by tritonclient from the binary layout.
     assert [s.decode() for s in both.as_numpy("state")] == [single["state"]]
     assert [o["name"] for o in meta["outputs"]] == ["probabilities", "ood_score", "state"]
     for binary_out in (False, True):  # the OOD score asked for on its own, JSON and binary

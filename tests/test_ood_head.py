@@ -12,7 +12,7 @@ from PIL import Image
 import model_store
 import runtimes
 from app import create_app
-from model_store import decision, ood
+from model_store.answers import decision, ood
 from training.__main__ import main
 from training.inputs import negatives
 from training.net import ood_head

@@ -1,11 +1,11 @@
-"""model_store.resize against the OpenCV resize that versions were trained with: every pixel equal."""
+"""The preprocessing resize against the OpenCV resize that versions were trained with: every pixel equal."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from model_store import IMAGE_SIZE, preprocessing
-from model_store.resize import resize_bilinear
+from model_store.preprocessing.resize import resize_bilinear
 from tests.conftest import shared_photos
 
 cv2 = pytest.importorskip("cv2")

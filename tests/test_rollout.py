@@ -15,7 +15,7 @@ import model_store
 from app import create_app
 from app.config import from_env
 from app.rollouts.gate import bucket
-from model_store import golden, version_labels
+from model_store.versions import golden, version_labels
 from settings import SettingsError
 from tests.conftest import free_port, start_gunicorn, stop, wait_ready, worker_crashes
 from tests.test_abstain import BLUE, RED, _colour_model, _jpeg, _serving_gauge_restored  # noqa: F401

@@ -13,7 +13,7 @@ import runtimes
 import settings
 from app import create_app
 from app.config import from_env
-from model_store.tta import TTA_MODES
+from model_store.answers.tta import TTA_MODES
 from settings.__main__ import documented
 from tests.conftest import ROOT
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import model_store
-from model_store import layout
+from model_store.versions import layout
 
 
 def _stage(store, tag):

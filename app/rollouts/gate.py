@@ -23,7 +23,7 @@ from app.ops import metrics
 from app.rollouts.evidence import Sprt
 from app.serving.batching import Batcher
 from app.serving.predictor import Predictor
-from model_store import decision
+from model_store.answers import decision
 
 CANDIDATE, REJECTED, PROMOTED = "candidate", "rejected", "promoted"
 # What the sequential tests tell apart: a rate at its bound from one this much above it.

@@ -21,7 +21,7 @@ from app.rollouts.gate import PROMOTED, REJECTED, Bounds, Candidate, bucket
 from app.rollouts.traffic import LiveEvidence
 from app.serving.batching import Batcher
 from app.serving.predictor import ModelLoadError
-from model_store import version_labels
+from model_store.versions import version_labels
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Preflight: before any user sees it, a candidate answers a golden set through the runtime it will serve with.
 
 The golden set is the operator's GATE_GOLDEN_DIR (a folder per class), else stable's own `golden.npz`, else
-the candidate's (model_store/golden.py). Stable answers the same photos in the same process, so the
+the candidate's (model_store/versions/golden.py). Stable answers the same photos in the same process, so the
 candidate is compared with what stable measurably does here, never with what any metadata claims. Each
 check asks for significance (a one-sided binomial test at P_VALUE) as well as a distance beyond the bound,
 so that a good retrain is not turned away by the few photos it happens to answer differently.
@@ -18,7 +18,9 @@ import numpy as np
 import model_store
 from app.rollouts.evidence import binomial_tail
 from app.serving.predictor import Predictor
-from model_store import InvalidImageError, decision, golden, preprocess_image
+from model_store import InvalidImageError, preprocess_image
+from model_store.answers import decision
+from model_store.versions import golden
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 from app.ops import metrics
 from app.rollouts.gate import PROMOTED, REJECTED, Candidate, bucket
 from app.serving.batching import HIGH, LOW, OverloadedError
-from model_store import decision
+from model_store.answers import decision
 
 # Shadow work runs only once stable has been idle this long (closed-loop clients refill its queue within
 # about a millisecond), and is dropped after waiting this long for such a gap.

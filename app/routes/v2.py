@@ -28,8 +28,8 @@ bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-OOD_NAME = "ood_score"  # per image, higher = less like the trained classes (model_store.ood)
-STATE_NAME = "state"  # per image: "sure", "not_sure" or "neither" (model_store.decision)
+OOD_NAME = "ood_score"  # per image, higher = less like the trained classes (model_store.answers.ood)
+STATE_NAME = "state"  # per image: "sure", "not_sure" or "neither" (model_store.answers.decision)
 OUTPUTS = (OUTPUT_NAME, OOD_NAME, STATE_NAME)
 NOT_READY = {503: ("Not ready", Ready)}
 BINARY = {"application/octet-stream": {"schema": {

@@ -69,7 +69,7 @@ def classify(arrays: list[np.ndarray], priority: int = HIGH, version: int | None
 
 def prediction(result: Classified, index: int) -> dict:
     """{"label", "state", "confidence", "looks_like", "probabilities", "model_version", "ood_score",
-    "abstained"} for one image (model_store.decision); a "neither" answer's label is "unknown" (confidence,
+    "abstained"} for one image (model_store.answers.decision); a "neither" answer's label is "unknown" (confidence,
     looks_like and probabilities still say what it looked most like)."""
     probs = result.probabilities[index]
     return {

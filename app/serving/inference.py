@@ -16,7 +16,7 @@ import model_store
 from app.ops import metrics
 from app.serving.batching import HIGH, Batcher, OverloadedError
 from app.serving.predictor import Predictor, policy_of
-from model_store import decision
+from model_store.answers import decision
 
 
 class Served(Protocol):
@@ -59,12 +59,12 @@ class Classified:
 
     @cached_property
     def decisions(self) -> list[decision.Decision]:
-        """Each image's answer (model_store.decision, the rule every consumer shares)."""
+        """Each image's answer (model_store.answers.decision, the rule every consumer shares)."""
         return decision.decide(self.probabilities, self.policy)
 
     @cached_property
     def ood_scores(self) -> np.ndarray:
-        """OOD score per image (model_store.ood)."""
+        """OOD score per image (model_store.answers.ood)."""
         return np.array([d.score for d in self.decisions], dtype=np.float32)
 
     @cached_property

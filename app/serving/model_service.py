@@ -16,7 +16,7 @@ from app.serving.predictor import ModelLoadError, Predictor
 from app.serving.version_poller import VersionPoller
 from app.serving.version_store import VersionStore
 from explain.occlusion import IMAGES_PER_EXPLANATION
-from model_store import version_labels
+from model_store.versions import version_labels
 
 __all__ = ["Classified", "ClientGoneError", "ModelService", "VersionNotServedError", "get_service", "init_app"]
 

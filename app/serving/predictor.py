@@ -11,7 +11,7 @@ import numpy as np
 
 import model_store
 import runtimes
-from model_store import decision, ood
+from model_store.answers import decision, ood
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Predictor:
     max_batch: int
     warmup_seconds: float = 0.0
     tta: str = "none"
-    policy: decision.Policy | None = None  # how its outputs become answers (model_store.decision)
+    policy: decision.Policy | None = None  # how its outputs become answers (model_store.answers.decision)
 
     def __post_init__(self):
         if self.policy is None:
@@ -120,7 +120,7 @@ def load_predictor(store, version: int, max_batch: int = 32, tta: str = "none",
                          if trained_with.get(k) != model_store.PREPROCESSING_SPEC.get(k))
         log.warning("model version %s was trained with other preprocessing (%s differ): retrain for the "
                     "accuracy in its metadata to hold", version, ", ".join(changed))
-    predictor = Predictor(version, metadata, class_names, model, max_batch, tta=model_store.tta.check_mode(tta),
+    predictor = Predictor(version, metadata, class_names, model, max_batch, tta=model_store.answers.tta.check_mode(tta),
                           policy=policy_of(metadata, abstain, threshold))
     started = time.monotonic()
     sizes = warmup_sizes(max_batch) if model.warm_each_batch_size else [1]

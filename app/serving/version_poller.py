@@ -7,7 +7,7 @@ import threading
 
 from app.ops import metrics
 from app.serving.predictor import ModelLoadError
-from model_store import version_labels
+from model_store.versions import version_labels
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import model_store
 import runtimes
 from app.ops import metrics
 from app.serving.predictor import ModelLoadError, Predictor, load_predictor
-from model_store import golden
+from model_store.versions import golden
 
 log = logging.getLogger(__name__)
 

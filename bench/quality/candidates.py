@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import model_store
+from model_store.versions import golden as golden_set
 
 
 def _copy_accuracy(into: dict, source: dict) -> dict:
@@ -71,7 +72,7 @@ def build(source: str, version: int | None, scratch: Path, golden: bool = True) 
     store = scratch / "store"
     shutil.copytree(model_store.version_dir(source, version), model_store.version_dir(store, 1))
     if not golden:
-        (model_store.version_dir(store, 1) / model_store.golden.GOLDEN_FILE).unlink(missing_ok=True)
+        (model_store.version_dir(store, 1) / golden_set.GOLDEN_FILE).unlink(missing_ok=True)
         path = model_store.version_dir(store, 1) / model_store.METADATA_FILE
         path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "golden"}))
     stable_meta = model_store.read_metadata(store, 1)

@@ -28,7 +28,7 @@ from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 
 import model_store
-from model_store import ood
+from model_store.answers import ood
 from training.finish import abstain
 from training.inputs import cache, data, recorded
 from training.net import ood_head

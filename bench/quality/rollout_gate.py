@@ -27,7 +27,7 @@ import requests
 import model_store
 from bench.drive.server import free_port, start_gunicorn, stop, wait_ready
 from bench.quality.candidates import build
-from model_store import version_labels
+from model_store.versions import version_labels
 from training.inputs import data
 
 CLIENTS, REQUESTS, CONCURRENCY, CANARY_PERCENT = 200, 1000, 32, 10

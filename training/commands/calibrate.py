@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 
 import model_store
-from model_store import ood
+from model_store.answers import ood
 from training.finish import abstain, export, report, workspace
 from training.inputs import recorded
 

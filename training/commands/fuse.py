@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 import model_store
-from model_store import ood
+from model_store.answers import ood
 from training.finish import abstain, export, report
 from training.inputs import cache, data, recorded
 from training.net import ood_head

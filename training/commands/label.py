@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import model_store
-from model_store import version_labels
+from model_store.versions import version_labels
 
 
 def assignments(pairs: list[str]) -> dict[str, int | None]:

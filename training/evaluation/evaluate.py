@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_store import TTA_MODES, InvalidImageError, decision, load_image_file
+from model_store import TTA_MODES, InvalidImageError, load_image_file
+from model_store.answers import decision
 from training.evaluation.inference import load_version, predict_arrays
 from training.finish import plots
 from training.inputs import data

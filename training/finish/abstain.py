@@ -1,4 +1,4 @@
-"""Fit and measure a version's abstain threshold (model_store.ood): validation photos against held-out
+"""Fit and measure a version's abstain threshold (model_store.answers.ood): validation photos against held-out
 negatives (kinds the version trained on, photos it did not), unseen kinds (negative kinds held out whole,
 `train --unseen-kinds`) and synthetic images.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from model_store import decision, ood
+from model_store.answers import decision, ood
 from training.inputs import cache, negatives, synthetic
 
 log = logging.getLogger(__name__)

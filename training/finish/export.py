@@ -20,7 +20,7 @@ import numpy as np
 
 import model_store
 import runtimes
-from model_store import ood
+from model_store.answers import ood
 from training.finish import abstain
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import model_store
 import runtimes
-from model_store import golden as golden_set
+from model_store.versions import golden as golden_set
 from training.fit import options
 from training.inputs import data
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from model_store.layout import model_root
+from model_store.versions.layout import model_root
 
 log = logging.getLogger(__name__)
 

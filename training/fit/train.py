@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 import model_store
-from model_store import ood
+from model_store.answers import ood
 from training.finish import finish, plots, version
 from training.fit import budget, distributed, loop, options, resume
 from training.fit.run import Run, other_class

@@ -40,7 +40,7 @@ class Error(Model):
 
 
 class Answer(Model):
-    """The decision every prediction route shares (model_store.decision)."""
+    """The decision every prediction route shares (model_store.answers.decision)."""
 
     label: str = Field(description='a class name, or "unknown" when state is "neither"')
     state: Literal["sure", "not_sure", "neither"] = Field(description=(

@@ -1,4 +1,4 @@
-"""The one image preprocessing function shared by training and serving."""
+"""Decode an upload or a training photo into the model's 227x227 RGB pixels (the one preprocessing function)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 import numpy as np
 from PIL import Image, ImageOps
 
-from model_store.resize import resize_bilinear
+from model_store.preprocessing.resize import resize_bilinear
 
 IMAGE_SIZE = (227, 227)
 # The smallest JPEG decode draft() may pick: 80% of IMAGE_SIZE per side. A 500x375 photo (the Kaggle
@@ -20,8 +20,8 @@ DCT_MIN_SIZE = (round(0.8 * IMAGE_SIZE[0]), round(0.8 * IMAGE_SIZE[1]))
 MAX_IMAGE_PIXELS = 40_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
-# "OpenCV INTER_LINEAR" names the arithmetic: model_store/resize.py reproduces it bit for bit, so versions
-# trained when this called OpenCV still match.
+# "OpenCV INTER_LINEAR" names the arithmetic: resize.py reproduces it bit for bit, so versions trained when
+# this called OpenCV still match.
 PREPROCESSING_SPEC = {
     "function": "model_store.preprocessing.preprocess_image",
     "size": list(IMAGE_SIZE),

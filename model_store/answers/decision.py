@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_store import ood
+from model_store.answers import ood
 
 SURE, NOT_SURE, NEITHER = "sure", "not_sure", "neither"
 STATES = (SURE, NOT_SURE, NEITHER)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from model_store.layout import METADATA_FILE, version_dir
-from model_store.remote import gcs_errors, model_prefix, remote_versions, split_uri, storage_client
+from model_store.versions.layout import METADATA_FILE, version_dir
+from model_store.versions.remote import gcs_errors, model_prefix, remote_versions, split_uri, storage_client
 
 CLAIM_FILE = ".publishing"  # hidden: never downloaded, never a version file
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from model_store import golden
-from model_store.layout import (
+from model_store.versions import golden
+from model_store.versions.layout import (
     METADATA_FILE,
     MODEL_FILE,
     MODEL_NAME,

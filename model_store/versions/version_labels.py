@@ -8,8 +8,8 @@ import os
 import re
 from pathlib import Path
 
-from model_store import remote
-from model_store.layout import MODEL_NAME
+from model_store.versions import remote
+from model_store.versions.layout import MODEL_NAME
 
 LABELS_FILE = "labels.json"
 STABLE, CANDIDATE = "stable", "candidate"

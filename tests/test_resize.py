@@ -47,10 +47,7 @@ def test_equals_opencv_on_photos():
     if not photos:
         pytest.skip("../shared is absent")
     for path in photos:
-        img = preprocessing.open_image(path.read_bytes())
-        img = img.convert("RGB")
-        factors = (max(1, img.size[0] // IMAGE_SIZE[0]), max(1, img.size[1] // IMAGE_SIZE[1]))
-        pixels = np.asarray(img.reduce(factors) if factors != (1, 1) else img)
+        pixels = np.asarray(preprocessing.box_reduce(preprocessing.open_image(path.read_bytes()).convert("RGB")))
         np.testing.assert_array_equal(resize_bilinear(pixels, IMAGE_SIZE), _opencv(pixels, IMAGE_SIZE),
                                       err_msg=str(path))
 

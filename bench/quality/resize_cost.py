@@ -19,7 +19,7 @@ from PIL import Image
 
 from app.http.decode_budget import return_big_buffers_to_the_os
 from model_store import IMAGE_SIZE
-from model_store.preprocessing import open_image
+from model_store.preprocessing import box_reduce, open_image
 from model_store.preprocessing.resize import resize_bilinear
 
 SHARED_VAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "cats_dogs" / "validation"
@@ -29,9 +29,7 @@ def reduced_photos(folder: Path, limit: int) -> list[np.ndarray]:
     """Up to `limit` photos under folder, decoded and box-reduced as preprocessing does before its resize."""
     out = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file())[:limit]:
-        img = open_image(path.read_bytes()).convert("RGB")
-        factors = (max(1, img.size[0] // IMAGE_SIZE[0]), max(1, img.size[1] // IMAGE_SIZE[1]))
-        out.append(np.asarray(img.reduce(factors) if factors != (1, 1) else img))
+        out.append(np.asarray(box_reduce(open_image(path.read_bytes()).convert("RGB"))))
     return out
 
 

@@ -122,12 +122,16 @@ def _to_array(img: Image.Image, ours: bool, dtype: type) -> np.ndarray:
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
-def _resize(img: Image.Image) -> np.ndarray:
-    # An integer box reduce (the antialiasing, for >= 2x) leaves < 2x, where a 2-tap bilinear suffices;
-    # resize_bilinear reproduces the OpenCV INTER_LINEAR that versions were trained with, bit for bit.
+def box_reduce(img: Image.Image) -> Image.Image:
+    """The integer box reduce (the antialiasing, for >= 2x) that leaves each side under 2x IMAGE_SIZE."""
     factors = (max(1, img.size[0] // IMAGE_SIZE[0]), max(1, img.size[1] // IMAGE_SIZE[1]))
-    if factors != (1, 1):
-        img = img.reduce(factors)
+    return img.reduce(factors) if factors != (1, 1) else img
+
+
+def _resize(img: Image.Image) -> np.ndarray:
+    # Under 2x a 2-tap bilinear suffices; resize_bilinear reproduces the OpenCV INTER_LINEAR that versions
+    # were trained with, bit for bit.
+    img = box_reduce(img)
     arr = np.asarray(img)
     if img.size != IMAGE_SIZE:
         arr = resize_bilinear(arr, IMAGE_SIZE)

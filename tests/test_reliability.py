@@ -95,8 +95,9 @@ def test_hot_reload_under_load_then_reject_corrupt_version(copy_store):
     assert not worker_crashes(proc)
 
 
-def _metric(base: str, name: str) -> float:
-    text = requests.get(f"{base}/metrics", timeout=10).text
+def _metric(base: str, name: str, text: str | None = None) -> float:
+    """The sum of a metric's samples, from `text` (one /metrics scrape) or a fresh scrape."""
+    text = requests.get(f"{base}/metrics", timeout=10).text if text is None else text
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and not line.startswith("#"):
